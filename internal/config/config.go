@@ -1,0 +1,261 @@
+// Package config reads pgcapacity's configuration from PGCAPACITY_*
+// environment variables and holds the thresholds of the operating rules,
+// the one source that check, the rules generator and migrate all read.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/kelseyhightower/envconfig"
+)
+
+// Prefix is the environment variable prefix of every setting.
+const Prefix = "PGCAPACITY"
+
+// Thresholds are the operating rules' limits (DESIGN.md). Every one is a
+// default, never a constant.
+type Thresholds struct {
+	LiveRowsPerPartition   float64  `split_words:"true" default:"1000000" desc:"rule 1: average live rows per hash partition above which a table needs more partitions"`
+	SkewRatio              float64  `split_words:"true" default:"4" desc:"rule 2: a partition holding more than this multiple of its table's median live rows is skewed"`
+	TenantIndexBufferRatio float64  `split_words:"true" default:"1" desc:"rule 3: hot tenant-leading btree indexes above this share of shared_buffers no longer fit"`
+	WriteRetentionTarget   Duration `split_words:"true" default:"1h" desc:"rule 4: vacuum lag of a hot partition above this breaks the write retention target"`
+	LatencyRegression      float64  `split_words:"true" default:"0.25" desc:"rule 5: p95 of tenant-scoped probes this fraction above the baseline is a regression"`
+	PlanningShare          float64  `split_words:"true" default:"0.1" desc:"rule 6: planning time above this share of p95 total latency is measurable"`
+	RuleWindow             Duration `split_words:"true" default:"7d" desc:"how long a planning rule must hold before it fires (a full business week)"`
+	XIDAgeCritical         float64  `envconfig:"XID_AGE_CRITICAL" default:"1500000000" desc:"transaction-id age of a partition that pages (wraparound at about 2.1 billion)"`
+	VacuumLagFor           Duration `split_words:"true" default:"1h" desc:"how long hot-partition vacuum lag must stay above the retention target before the operational alert"`
+	DecreaseIndexShare     float64  `split_words:"true" default:"0.25" desc:"migrate: a decrease is allowed only while projected per-partition tenant indexes stay under this share of shared_buffers"`
+}
+
+// Config is the whole configuration of one pgcapacity process.
+type Config struct {
+	DatabaseURL     string   `split_words:"true" desc:"PostgreSQL connection string (URL or key=value); required for serve, check and migrate"`
+	ListenAddress   string   `split_words:"true" default:":9842" desc:"address the exporter listens on"`
+	WebConfigFile   string   `split_words:"true" desc:"exporter-toolkit web configuration file (TLS, basic auth); empty for plain HTTP"`
+	Tables          []string `desc:"tables to watch, comma-separated, schema.table or table, * and ? globs allowed; empty: every hash-partitioned table"`
+	HotTables       []string `split_words:"true" default:"session,tenant_membership,tenant_subject_identifier,referral*" desc:"tables whose tenant-leading indexes must fit in shared_buffers, globs allowed"`
+	TenantColumn    string   `split_words:"true" default:"tenant_id" desc:"the tenant key column, when a table's partition key does not say it"`
+	PartitionDetail bool     `split_words:"true" default:"true" desc:"publish per-partition series (false keeps only per-table aggregates)"`
+
+	StatsInterval      Duration `split_words:"true" default:"15s" desc:"how often row counts, dead rows, vacuum and analyze state are sampled"`
+	SizesInterval      Duration `split_words:"true" default:"5m" desc:"how often heap and index sizes are sampled"`
+	ProbeInterval      Duration `split_words:"true" default:"15s" desc:"how often each latency probe runs"`
+	StatementsInterval Duration `split_words:"true" default:"1m" desc:"how often pg_stat_statements is read"`
+	AdminopsInterval   Duration `split_words:"true" default:"10m" desc:"how often the admin-operations checks run"`
+	MigrationsInterval Duration `split_words:"true" default:"30s" desc:"how often migration state is read"`
+	QueryTimeout       Duration `split_words:"true" default:"10s" desc:"statement timeout of every sampling query"`
+	LockTimeout        Duration `split_words:"true" default:"1s" desc:"lock_timeout of the sampling session, so a round never waits behind DDL"`
+
+	ProbesFile string `split_words:"true" desc:"YAML file replacing or adding latency probes"`
+
+	AdminopsQueriesFile        string   `split_words:"true" desc:"YAML file overriding admin-ops check queries"`
+	AdminopsStaleInvitationAge Duration `split_words:"true" default:"30d" desc:"pending invitations older than this are stale"`
+	AdminopsReviewInterval     Duration `split_words:"true" default:"90d" desc:"administrators not reviewed within this are unreviewed"`
+	AdminopsTenantCap          int      `split_words:"true" default:"100" desc:"most tenants per check published as per-tenant series"`
+
+	AlertmanagerURL string   `split_words:"true" desc:"Alertmanager base URL for maintenance-window silences (migrate swap); empty: none"`
+	RollbackPeriod  Duration `split_words:"true" default:"7d" desc:"how long migrate keeps the old table after a swap"`
+
+	LogLevel  string `split_words:"true" default:"info" desc:"debug, info, warn or error"`
+	LogFormat string `split_words:"true" default:"text" desc:"text or json"`
+
+	Thresholds
+}
+
+// Error is a configuration problem: the variable and what is wrong with it.
+type Error struct {
+	Variable string
+	Problem  string
+}
+
+func (e *Error) Error() string { return e.Variable + ": " + e.Problem }
+
+// secretVariables are never echoed back in an error.
+var secretVariables = map[string]bool{Prefix + "_DATABASE_URL": true}
+
+// Load reads the configuration from the environment and validates it.
+// Every error is an *Error naming the variable.
+func Load() (Config, error) {
+	var c Config
+	if err := envconfig.Process(Prefix, &c); err != nil {
+		var pe *envconfig.ParseError
+		if errors.As(err, &pe) {
+			return c, describeParseError(pe)
+		}
+		return c, &Error{Variable: Prefix, Problem: err.Error()}
+	}
+	return c, c.Validate()
+}
+
+func describeParseError(pe *envconfig.ParseError) error {
+	variable := pe.KeyName
+	value := fmt.Sprintf("%q", pe.Value)
+	if secretVariables[variable] {
+		value = "the value"
+	}
+	switch pe.TypeName {
+	case "float64":
+		return &Error{variable, value + " is not a number"}
+	case "int":
+		return &Error{variable, value + " is not a whole number"}
+	case "bool":
+		return &Error{variable, value + " is not a boolean: use true or false"}
+	case "Duration", "config.Duration":
+		return &Error{variable, unwrapAll(pe.Err)}
+	}
+	return &Error{variable, value + ": " + unwrapAll(pe.Err)}
+}
+
+func unwrapAll(err error) string {
+	for errors.Unwrap(err) != nil {
+		err = errors.Unwrap(err)
+	}
+	return err.Error()
+}
+
+// Validate checks ranges and forms that the types alone do not.
+func (c Config) Validate() error {
+	positive := []struct {
+		name  string
+		value Duration
+	}{
+		{"STATS_INTERVAL", c.StatsInterval},
+		{"SIZES_INTERVAL", c.SizesInterval},
+		{"PROBE_INTERVAL", c.ProbeInterval},
+		{"STATEMENTS_INTERVAL", c.StatementsInterval},
+		{"ADMINOPS_INTERVAL", c.AdminopsInterval},
+		{"MIGRATIONS_INTERVAL", c.MigrationsInterval},
+		{"QUERY_TIMEOUT", c.QueryTimeout},
+		{"LOCK_TIMEOUT", c.LockTimeout},
+		{"RULE_WINDOW", c.RuleWindow},
+		{"WRITE_RETENTION_TARGET", c.WriteRetentionTarget},
+		{"ADMINOPS_STALE_INVITATION_AGE", c.AdminopsStaleInvitationAge},
+		{"ADMINOPS_REVIEW_INTERVAL", c.AdminopsReviewInterval},
+	}
+	for _, p := range positive {
+		if p.value <= 0 {
+			return &Error{Prefix + "_" + p.name, "must be greater than zero, with a unit such as 15s, 5m or 7d"}
+		}
+	}
+	ratios := []struct {
+		name     string
+		value    float64
+		min, max float64
+	}{
+		{"LIVE_ROWS_PER_PARTITION", c.LiveRowsPerPartition, 1, 1e15},
+		{"SKEW_RATIO", c.SkewRatio, 1, 1e6},
+		{"TENANT_INDEX_BUFFER_RATIO", c.TenantIndexBufferRatio, 0.01, 1000},
+		{"LATENCY_REGRESSION", c.LatencyRegression, 0.01, 100},
+		{"PLANNING_SHARE", c.PlanningShare, 0.001, 1},
+		{"XID_AGE_CRITICAL", c.XIDAgeCritical, 1e6, 2.1e9},
+		{"DECREASE_INDEX_SHARE", c.DecreaseIndexShare, 0.01, 1},
+	}
+	for _, r := range ratios {
+		if !(r.value >= r.min && r.value <= r.max) { // also rejects NaN
+			return &Error{Prefix + "_" + r.name, fmt.Sprintf("%v is out of range: use a value from %v to %v", r.value, r.min, r.max)}
+		}
+	}
+	if c.AdminopsTenantCap < 0 || c.AdminopsTenantCap > 100000 {
+		return &Error{Prefix + "_ADMINOPS_TENANT_CAP", fmt.Sprintf("%d is out of range: use 0 to 100000", c.AdminopsTenantCap)}
+	}
+	if c.ListenAddress == "" {
+		return &Error{Prefix + "_LISTEN_ADDRESS", "is empty: give host:port or :port, such as :9842"}
+	}
+	for _, list := range []struct {
+		name     string
+		patterns []string
+	}{{"TABLES", c.Tables}, {"HOT_TABLES", c.HotTables}} {
+		for _, p := range list.patterns {
+			if err := validPattern(p); err != nil {
+				return &Error{Prefix + "_" + list.name, err.Error()}
+			}
+		}
+	}
+	if strings.TrimSpace(c.TenantColumn) == "" {
+		return &Error{Prefix + "_TENANT_COLUMN", "is empty: name the tenant key column, such as tenant_id"}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return &Error{Prefix + "_LOG_LEVEL", fmt.Sprintf("%q is not a level: use debug, info, warn or error", c.LogLevel)}
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return &Error{Prefix + "_LOG_FORMAT", fmt.Sprintf("%q is not a format: use text or json", c.LogFormat)}
+	}
+	if c.DatabaseURL != "" {
+		if _, err := pgxpool.ParseConfig(c.DatabaseURL); err != nil {
+			// pgx redacts the password in its parse errors.
+			return &Error{Prefix + "_DATABASE_URL", "cannot be parsed: " + unwrapAll(err)}
+		}
+	}
+	return nil
+}
+
+// RequireDatabase reports a missing connection string.
+func (c Config) RequireDatabase() error {
+	if c.DatabaseURL == "" {
+		return &Error{Prefix + "_DATABASE_URL", "is not set: give a connection string such as postgres://pgcapacity@db:5432/sigid"}
+	}
+	return nil
+}
+
+func validPattern(p string) error {
+	p = strings.TrimSpace(p)
+	if p == "" {
+		return errors.New("has an empty entry: remove the extra comma")
+	}
+	if strings.Count(p, ".") > 1 {
+		return fmt.Errorf("%q has more than one dot: use table or schema.table", p)
+	}
+	if _, err := path.Match(p, ""); err != nil {
+		return fmt.Errorf("%q is not a valid glob: %v", p, err)
+	}
+	return nil
+}
+
+// Pattern matches a schema-qualified table name against a configured
+// pattern: "table" matches in any schema, "schema.table" only there.
+func Pattern(pattern, schema, table string) bool {
+	pattern = strings.TrimSpace(pattern)
+	if s, t, ok := strings.Cut(pattern, "."); ok {
+		ms, _ := path.Match(s, schema)
+		mt, _ := path.Match(t, table)
+		return ms && mt
+	}
+	m, _ := path.Match(pattern, table)
+	return m
+}
+
+// MatchAny reports whether any pattern matches.
+func MatchAny(patterns []string, schema, table string) bool {
+	for _, p := range patterns {
+		if Pattern(p, schema, table) {
+			return true
+		}
+	}
+	return false
+}
+
+const usageFormat = `pgcapacity is configured through the environment:
+
+VARIABLE	DEFAULT	MEANING
+{{range .}}{{usage_key .}}	{{usage_default .}}	{{usage_description .}}
+{{end}}`
+
+// Usage writes every variable with its default and meaning.
+func Usage(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 1, 0, 2, ' ', 0)
+	var c Config
+	if err := envconfig.Usagef(Prefix, &c, tw, usageFormat); err != nil {
+		return err
+	}
+	return tw.Flush()
+}
