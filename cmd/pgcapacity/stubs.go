@@ -19,10 +19,6 @@ func runMigrate(context.Context, *environment, []string) (int, error) {
 	return exitError, errors.New("not built yet")
 }
 
-func runServe(context.Context, *environment, []string) (int, error) {
-	return exitError, errors.New("not built yet")
-}
-
 func runCheck(context.Context, *environment, []string) (int, error) {
 	return exitError, errors.New("not built yet")
 }

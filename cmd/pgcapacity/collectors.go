@@ -1,0 +1,22 @@
+package main
+
+import (
+	"github.com/sigid/pgcapacity/collector"
+	"github.com/sigid/pgcapacity/internal/config"
+)
+
+// selection is which tables the collectors watch.
+func selection(cfg config.Config) collector.Selection {
+	return collector.Selection{Tables: cfg.Tables, HotTables: cfg.HotTables, TenantColumn: cfg.TenantColumn}
+}
+
+// buildCollectors lists every collector serve runs, each on its own interval.
+func buildCollectors(env *environment) ([]collector.Collector, error) {
+	cfg := env.cfg
+	sel := selection(cfg)
+	cs := []collector.Collector{
+		collector.NewStats(sel, cfg.StatsInterval.D(), cfg.PartitionDetail),
+		collector.NewSizes(sel, cfg.SizesInterval.D(), cfg.PartitionDetail),
+	}
+	return cs, nil
+}

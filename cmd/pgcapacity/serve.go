@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/sigid/pgcapacity/collector"
+	"github.com/sigid/pgcapacity/internal/config"
+	"github.com/sigid/pgcapacity/internal/dbpool"
+)
+
+func runServe(ctx context.Context, env *environment, args []string) (int, error) {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	if err := fs.Parse(args); err != nil {
+		return exitError, err
+	}
+	if err := env.cfg.RequireDatabase(); err != nil {
+		return exitError, err
+	}
+	ln, err := net.Listen("tcp", env.cfg.ListenAddress)
+	if err != nil {
+		return exitError, &config.Error{Variable: config.Prefix + "_LISTEN_ADDRESS", Problem: fmt.Sprintf("cannot listen on %s: %v", env.cfg.ListenAddress, err)}
+	}
+	return exitOK, serve(ctx, env, ln, nil)
+}
+
+// serve runs the exporter on ln until ctx ends. started, when not nil, is
+// called with the sampler once the server is listening (demo uses it).
+func serve(ctx context.Context, env *environment, ln net.Listener, started func(*collector.Sampler)) error {
+	cfg := env.cfg
+	poolCfg, err := dbpool.Config(cfg.DatabaseURL, dbpool.Options{
+		StatementTimeout: cfg.QueryTimeout.D(),
+		LockTimeout:      cfg.LockTimeout.D(),
+	})
+	if err != nil {
+		return &config.Error{Variable: config.Prefix + "_DATABASE_URL", Problem: err.Error()}
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
+	if err != nil {
+		return fmt.Errorf("creating the connection pool: %w", err)
+	}
+	defer pool.Close()
+	cs, err := buildCollectors(env)
+	if err != nil {
+		return err
+	}
+	sampler, err := collector.NewSampler(pool, cs, collector.SamplerOptions{
+		RoundTimeout: 3 * cfg.QueryTimeout.D(),
+		Logger:       env.logger,
+	})
+	if err != nil {
+		return err
+	}
+	handler, err := newHandler(sampler)
+	if err != nil {
+		return err
+	}
+	server := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	webConfig := cfg.WebConfigFile
+	systemd := false
+	flags := &web.FlagConfig{WebListenAddresses: &[]string{ln.Addr().String()}, WebSystemdSocket: &systemd, WebConfigFile: &webConfig}
+
+	sampleCtx, stopSampling := context.WithCancel(ctx)
+	defer stopSampling()
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		sampler.Run(sampleCtx)
+	}()
+	served := make(chan error, 1)
+	go func() { served <- web.Serve(ln, server, flags, env.logger) }()
+	env.logger.Info("pgcapacity serving", "address", ln.Addr().String(), "collectors", len(cs), "version", version.Version)
+	if started != nil {
+		started(sampler)
+	}
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-served:
+	}
+	env.logger.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = server.Shutdown(shutdownCtx)
+	stopSampling()
+	<-sampled
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return fmt.Errorf("serving HTTP: %w", serveErr)
+	}
+	return nil
+}
+
+func newHandler(sampler *collector.Sampler) (http.Handler, error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		sampler.Snapshot().ServeHTTP(w, r)
+	})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !sampler.Ready() {
+			http.Error(w, "waiting for the first sampling round", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	landing, err := web.NewLandingPage(web.LandingConfig{
+		Name:        "pgcapacity",
+		Description: "Capacity metrics of hash-partitioned PostgreSQL tables",
+		Version:     version.Info(),
+		Links: []web.LandingLinks{
+			{Address: "/metrics", Text: "Metrics"},
+			{Address: "/healthz", Text: "Health"},
+			{Address: "/readyz", Text: "Readiness"},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("building the landing page: %w", err)
+	}
+	mux.Handle("/", landing)
+	return mux, nil
+}

@@ -1,0 +1,167 @@
+package collector
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// sizesSQL reads heap, index and tenant-leading index bytes of every leaf.
+//
+// pg_table_size and pg_relation_size take ACCESS SHARE on the relation and
+// would queue behind DDL or a migration's ACCESS EXCLUSIVE lock (granted or
+// waiting). So a relation with such a lock in pg_locks is sized from the
+// catalog (relpages × block_size, as of its last VACUUM/ANALYZE) without
+// touching it; the session's lock_timeout is the backstop for the race
+// between reading pg_locks and sizing. $1 is the tenant column used when a
+// partition key is an expression.
+const sizesSQL = partitionTreeCTE + `,
+locked AS (
+    SELECT DISTINCT l.relation
+    FROM pg_catalog.pg_locks l
+    WHERE l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock'
+      AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+),
+block AS (SELECT current_setting('block_size')::bigint AS bytes)
+SELECT r.root_schema, r.root_name, r.strategy, coalesce(l.nspname, ''), coalesce(l.relname, ''),
+       (l.oid IS NOT NULL AND (l.oid IN (SELECT relation FROM locked) OR l.reltoastrelid IN (SELECT relation FROM locked))) AS heap_estimated,
+       CASE WHEN l.oid IS NULL THEN 0
+            WHEN l.oid IN (SELECT relation FROM locked) OR l.reltoastrelid IN (SELECT relation FROM locked)
+            THEN l.relpages::bigint * (SELECT bytes FROM block)
+            ELSE pg_catalog.pg_table_size(l.oid) END::float8 AS heap_bytes,
+       ix.estimated, ix.index_bytes, ix.tenant_index_bytes
+FROM roots r
+LEFT JOIN leaves l ON l.root = r.root
+LEFT JOIN LATERAL (
+    SELECT coalesce(bool_or(s.estimated), false) AS estimated,
+           coalesce(sum(s.bytes), 0)::float8 AS index_bytes,
+           coalesce(sum(s.bytes) FILTER (WHERE s.tenant_leading), 0)::float8 AS tenant_index_bytes
+    FROM (
+        SELECT (x.indexrelid IN (SELECT relation FROM locked) OR x.indrelid IN (SELECT relation FROM locked)) AS estimated,
+               CASE WHEN x.indexrelid IN (SELECT relation FROM locked) OR x.indrelid IN (SELECT relation FROM locked)
+                    THEN ic.relpages::bigint * (SELECT bytes FROM block)
+                    ELSE pg_catalog.pg_relation_size(x.indexrelid) END AS bytes,
+               (am.amname = 'btree' AND EXISTS (
+                    SELECT 1 FROM pg_catalog.pg_attribute a
+                    WHERE a.attrelid = l.oid AND a.attnum = x.indkey[0]
+                      AND a.attname = coalesce(r.first_key_column, $1))) AS tenant_leading
+        FROM pg_catalog.pg_index x
+        JOIN pg_catalog.pg_class ic ON ic.oid = x.indexrelid
+        JOIN pg_catalog.pg_am am ON am.oid = ic.relam
+        WHERE x.indrelid = l.oid
+    ) s
+) ix ON true
+ORDER BY r.root_schema, r.root_name, l.relname`
+
+// Sizes samples on-disk sizes of every watched partition: one query a
+// round whatever the partition count.
+type Sizes struct {
+	selection Selection
+	interval  time.Duration
+	detail    bool
+}
+
+// NewSizes returns the sizes collector.
+func NewSizes(sel Selection, interval time.Duration, partitionDetail bool) *Sizes {
+	return &Sizes{selection: sel, interval: interval, detail: partitionDetail}
+}
+
+// Name implements Collector.
+func (s *Sizes) Name() string { return "sizes" }
+
+// Interval implements Collector.
+func (s *Sizes) Interval() time.Duration { return s.interval }
+
+// Sample runs one round.
+func (s *Sizes) Sample(ctx context.Context, db *pgxpool.Pool) ([]TableSizes, error) {
+	rows, err := db.Query(ctx, sizesSQL, s.selection.TenantColumn)
+	if err != nil {
+		return nil, fmt.Errorf("reading partition sizes: %w", err)
+	}
+	var tables []TableSizes
+	for rows.Next() {
+		var (
+			schema, name, strategy, leafSchema, leafName string
+			heapEstimated, indexEstimated                bool
+			p                                            PartitionSizes
+		)
+		if err := rows.Scan(&schema, &name, &strategy, &leafSchema, &leafName, &heapEstimated, &p.HeapBytes,
+			&indexEstimated, &p.IndexBytes, &p.TenantIndexBytes); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("scanning partition sizes: %w", err)
+		}
+		if !s.selection.watched(schema, name, strategy) {
+			continue
+		}
+		if n := len(tables); n == 0 || tables[n-1].Schema != schema || tables[n-1].Name != name {
+			tables = append(tables, TableSizes{Schema: schema, Name: name, Hot: matchAny(s.selection.HotTables, schema, name)})
+		}
+		if leafName == "" {
+			continue
+		}
+		p.Name = partitionLabel(schema, leafSchema, leafName)
+		p.Estimated = heapEstimated || indexEstimated
+		t := &tables[len(tables)-1]
+		t.Partitions = append(t.Partitions, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading partition sizes: %w", err)
+	}
+	return tables, nil
+}
+
+var (
+	descHotTenantIndex      = newDesc("hot_tenant_index_bytes", "All tenant-leading btree indexes of hot tables together, in bytes.", nil)
+	descTableTenantIndex    = newDesc("table_tenant_index_bytes", "Btree indexes whose leading column is the tenant key, all partitions, in bytes.", tableLabels)
+	descTableTenantIndexMax = newDesc("table_tenant_index_partition_max_bytes", "The largest single partition's tenant-leading btree indexes, in bytes.", tableLabels)
+	descTableHeap           = newDesc("table_heap_bytes", "Heap (with TOAST) of all partitions, in bytes.", tableLabels)
+	descTableIndex          = newDesc("table_index_bytes", "All indexes of all partitions, in bytes.", tableLabels)
+	descTableSizesEstimated = newDesc("table_sizes_estimated_partitions", "Partitions sized from the catalog this round because they were locked by DDL.", tableLabels)
+	descPartHeap            = newDesc("partition_heap_bytes", "Heap (with TOAST, free space and visibility maps) of the partition, in bytes.", partitionLabels)
+	descPartIndex           = newDesc("partition_index_bytes", "All indexes of the partition, in bytes.", partitionLabels)
+	descPartTenantIndex     = newDesc("partition_tenant_index_bytes", "Tenant-leading btree indexes of the partition, in bytes.", partitionLabels)
+)
+
+// Collect implements Collector.
+func (s *Sizes) Collect(ctx context.Context, db *pgxpool.Pool) ([]prometheus.Metric, error) {
+	tables, err := s.Sample(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	return s.metrics(tables), nil
+}
+
+func (s *Sizes) metrics(tables []TableSizes) []prometheus.Metric {
+	var out metricList
+	var hot float64
+	for _, t := range tables {
+		total, partMax := t.TenantIndexBytes()
+		if t.Hot {
+			hot += total
+		}
+		var heap, index, estimated float64
+		for _, p := range t.Partitions {
+			heap += p.HeapBytes
+			index += p.IndexBytes
+			estimated += boolFloat(p.Estimated)
+		}
+		out.add(descTableTenantIndex, total, t.Schema, t.Name)
+		out.add(descTableTenantIndexMax, partMax, t.Schema, t.Name)
+		out.add(descTableHeap, heap, t.Schema, t.Name)
+		out.add(descTableIndex, index, t.Schema, t.Name)
+		out.add(descTableSizesEstimated, estimated, t.Schema, t.Name)
+		if !s.detail {
+			continue
+		}
+		for _, p := range t.Partitions {
+			out.add(descPartHeap, p.HeapBytes, t.Schema, t.Name, p.Name)
+			out.add(descPartIndex, p.IndexBytes, t.Schema, t.Name, p.Name)
+			out.add(descPartTenantIndex, p.TenantIndexBytes, t.Schema, t.Name, p.Name)
+		}
+	}
+	out.add(descHotTenantIndex, hot)
+	return out
+}

@@ -1,0 +1,281 @@
+package collector
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/sigid/pgcapacity/internal/config"
+)
+
+// partitionTreeCTE lists every top-level partitioned table (root) with all
+// its descendants; leaves are the relkind 'r' rows. Multi-level partitions
+// roll up to their root this way. Catalog reads only: no relation locks.
+const partitionTreeCTE = `
+WITH RECURSIVE tree AS (
+    SELECT pt.partrelid AS root, pt.partrelid AS relid
+    FROM pg_catalog.pg_partitioned_table pt
+    WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid = pt.partrelid)
+  UNION ALL
+    SELECT t.root, i.inhrelid
+    FROM tree t JOIN pg_catalog.pg_inherits i ON i.inhparent = t.relid
+),
+roots AS (
+    SELECT pt.partrelid AS root, rn.nspname AS root_schema, r.relname AS root_name,
+           CASE pt.partstrat WHEN 'h' THEN 'hash' WHEN 'l' THEN 'list' WHEN 'r' THEN 'range' ELSE pt.partstrat::text END AS strategy,
+           coalesce((SELECT string_agg(coalesce(a.attname::text, 'expression'), ',' ORDER BY k.ord)
+                     FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY AS k(attnum, ord)
+                     LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = pt.partrelid AND a.attnum = k.attnum), '') AS partition_key,
+           (SELECT a.attname::text FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = pt.partrelid AND a.attnum = pt.partattrs[0]) AS first_key_column
+    FROM pg_catalog.pg_partitioned_table pt
+    JOIN pg_catalog.pg_class r ON r.oid = pt.partrelid
+    JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
+    WHERE pt.partrelid IN (SELECT root FROM tree WHERE root = relid)
+),
+leaves AS (
+    SELECT t.root, c.oid, c.relname, cn.nspname, c.reltuples, c.reltoastrelid, c.relfrozenxid, c.relpages, c.reloptions
+    FROM tree t
+    JOIN pg_catalog.pg_class c ON c.oid = t.relid AND c.relkind = 'r'
+    JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
+)`
+
+// settingsSQL reads the server settings of a round. autovacuum_vacuum_max_threshold
+// exists from PostgreSQL 18 on; missing_ok makes it NULL before.
+const settingsSQL = `
+SELECT pg_catalog.pg_size_bytes(current_setting('shared_buffers'))::float8,
+       current_setting('autovacuum_freeze_max_age')::float8,
+       current_setting('autovacuum_vacuum_threshold')::float8,
+       current_setting('autovacuum_vacuum_scale_factor')::float8,
+       current_setting('autovacuum_analyze_threshold')::float8,
+       current_setting('autovacuum_analyze_scale_factor')::float8,
+       current_setting('autovacuum_vacuum_max_threshold', true),
+       current_setting('server_version_num')::int,
+       now()`
+
+// statsSQL reads one row per root and leaf partition. Statistics come from
+// the pg_stat_get_* functions by OID (what pg_stat_user_tables wraps), which
+// take no locks.
+const statsSQL = partitionTreeCTE + `
+SELECT r.root_schema, r.root_name, r.strategy, r.partition_key, coalesce(r.first_key_column, ''),
+       l.oid, coalesce(l.nspname, ''), coalesce(l.relname, ''),
+       coalesce(l.reltuples, 0)::float8,
+       coalesce(pg_catalog.pg_stat_get_live_tuples(l.oid), 0)::float8,
+       coalesce(pg_catalog.pg_stat_get_dead_tuples(l.oid), 0)::float8,
+       coalesce(pg_catalog.pg_stat_get_mod_since_analyze(l.oid), 0)::float8,
+       greatest(pg_catalog.pg_stat_get_last_vacuum_time(l.oid), pg_catalog.pg_stat_get_last_autovacuum_time(l.oid)),
+       greatest(pg_catalog.pg_stat_get_last_analyze_time(l.oid), pg_catalog.pg_stat_get_last_autoanalyze_time(l.oid)),
+       coalesce(l.reloptions, '{}'),
+       coalesce(greatest(age(l.relfrozenxid), age(toast.relfrozenxid)), 0)::float8
+FROM roots r
+LEFT JOIN leaves l ON l.root = r.root
+LEFT JOIN pg_catalog.pg_class toast ON toast.oid = l.reltoastrelid
+ORDER BY r.root_schema, r.root_name, l.relname`
+
+// Selection decides which partitioned tables are watched and which are hot.
+type Selection struct {
+	Tables       []string // patterns; empty: every hash-partitioned table
+	HotTables    []string // patterns
+	TenantColumn string   // tenant key when the partition key is an expression
+}
+
+func (s Selection) watched(schema, name, strategy string) bool {
+	if len(s.Tables) == 0 {
+		return strategy == "hash"
+	}
+	return matchAny(s.Tables, schema, name)
+}
+
+// Stats samples row counts, dead rows, vacuum and analyze state and xid age
+// of every watched partition: two queries a round whatever the partition count.
+type Stats struct {
+	selection Selection
+	interval  time.Duration
+	detail    bool
+
+	mu   sync.Mutex
+	lags map[uint32]lagState // by partition OID; state kept across rounds
+}
+
+// lagState remembers since when a partition's dead rows (or modified rows)
+// have stood above its autovacuum (or autoanalyze) trigger.
+type lagState struct {
+	vacuumSince  time.Time
+	analyzeSince time.Time
+}
+
+// NewStats returns the stats collector.
+func NewStats(sel Selection, interval time.Duration, partitionDetail bool) *Stats {
+	return &Stats{selection: sel, interval: interval, detail: partitionDetail, lags: map[uint32]lagState{}}
+}
+
+// Name implements Collector.
+func (s *Stats) Name() string { return "stats" }
+
+// Interval implements Collector.
+func (s *Stats) Interval() time.Duration { return s.interval }
+
+// Sample runs one round and returns the server settings and watched tables.
+func (s *Stats) Sample(ctx context.Context, db *pgxpool.Pool) (Server, []Table, error) {
+	var batch pgx.Batch
+	var srv Server
+	var maxThreshold *string
+	batch.Queue(settingsSQL).QueryRow(func(row pgx.Row) error {
+		if err := row.Scan(&srv.SharedBuffersBytes, &srv.FreezeMaxAge, &srv.VacuumThreshold, &srv.VacuumScaleFactor,
+			&srv.AnalyzeThreshold, &srv.AnalyzeScaleFactor, &maxThreshold, &srv.VersionNum, &srv.Now); err != nil {
+			return err
+		}
+		srv.VacuumMaxThreshold = -1
+		if maxThreshold != nil {
+			if v, err := strconv.ParseFloat(*maxThreshold, 64); err == nil {
+				srv.VacuumMaxThreshold = v
+			}
+		}
+		return nil
+	})
+	var tables []Table
+	batch.Queue(statsSQL).Query(func(rows pgx.Rows) error {
+		var err error
+		tables, err = s.scanTables(rows, &srv)
+		return err
+	})
+	if err := db.SendBatch(ctx, &batch).Close(); err != nil {
+		return srv, nil, fmt.Errorf("reading partition statistics: %w", err)
+	}
+	s.applyLag(srv.Now, tables)
+	return srv, tables, nil
+}
+
+func (s *Stats) scanTables(rows pgx.Rows, srv *Server) ([]Table, error) {
+	var tables []Table
+	for rows.Next() {
+		var (
+			schema, name, strategy, key, firstKey string
+			oid                                   *uint32
+			leafSchema, leafName                  string
+			p                                     Partition
+			lastVacuum, lastAnalyze               *time.Time
+			reloptions                            []string
+		)
+		if err := rows.Scan(&schema, &name, &strategy, &key, &firstKey, &oid, &leafSchema, &leafName,
+			&p.Reltuples, &p.LiveRows, &p.DeadRows, &p.ModSinceAnalyze, &lastVacuum, &lastAnalyze,
+			&reloptions, &p.XIDAge); err != nil {
+			return nil, fmt.Errorf("scanning partition statistics: %w", err)
+		}
+		if !s.selection.watched(schema, name, strategy) {
+			continue
+		}
+		if n := len(tables); n == 0 || tables[n-1].Schema != schema || tables[n-1].Name != name {
+			tenantKey := firstKey
+			if tenantKey == "" {
+				tenantKey = s.selection.TenantColumn
+			}
+			tables = append(tables, Table{Schema: schema, Name: name, Strategy: strategy, PartitionKey: key,
+				TenantKey: tenantKey, Hot: matchAny(s.selection.HotTables, schema, name)})
+		}
+		if oid == nil {
+			continue // a partitioned table without partitions yet
+		}
+		p.OID = *oid
+		p.Name = partitionLabel(schema, leafSchema, leafName)
+		if lastVacuum != nil {
+			p.LastVacuum = *lastVacuum
+		}
+		if lastAnalyze != nil {
+			p.LastAnalyze = *lastAnalyze
+		}
+		setThresholds(&p, *srv, parseReloptions(reloptions))
+		t := &tables[len(tables)-1]
+		t.Partitions = append(t.Partitions, p)
+	}
+	return tables, rows.Err()
+}
+
+func parseReloptions(opts []string) map[string]string {
+	m := make(map[string]string, len(opts))
+	for _, o := range opts {
+		if k, v, ok := strings.Cut(o, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// setThresholds computes a partition's autovacuum and autoanalyze triggers
+// as autovacuum.c does: base + scale_factor × reltuples (reltuples < 0, never
+// analyzed, counts as 0), capped by autovacuum_vacuum_max_threshold on
+// PostgreSQL 18+, per-table reloptions taking precedence over the GUCs.
+func setThresholds(p *Partition, srv Server, opts map[string]string) {
+	num := func(name string, def float64) float64 {
+		if v, ok := opts[name]; ok {
+			if f, err := strconv.ParseFloat(v, 64); err == nil && f >= 0 {
+				return f
+			}
+		}
+		return def
+	}
+	tuples := max(p.Reltuples, 0)
+	p.VacuumThreshold = num("autovacuum_vacuum_threshold", srv.VacuumThreshold) +
+		num("autovacuum_vacuum_scale_factor", srv.VacuumScaleFactor)*tuples
+	if maxThreshold := num("autovacuum_vacuum_max_threshold", srv.VacuumMaxThreshold); maxThreshold >= 0 && p.VacuumThreshold > maxThreshold {
+		p.VacuumThreshold = maxThreshold
+	}
+	p.AnalyzeThreshold = num("autovacuum_analyze_threshold", srv.AnalyzeThreshold) +
+		num("autovacuum_analyze_scale_factor", srv.AnalyzeScaleFactor)*tuples
+	p.AutovacuumOff = opts["autovacuum_enabled"] == "false" || opts["autovacuum_enabled"] == "off"
+}
+
+// applyLag computes vacuum and analyze lag from state kept across rounds.
+// The crossing of a trigger cannot be read from the catalogs, so it is the
+// first round that sees the partition above it (or its last vacuum, when a
+// vacuum ran and left it above): lag never overstates, and restarts at 0
+// when the exporter restarts.
+func (s *Stats) applyLag(now time.Time, tables []Table) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := make(map[uint32]lagState, len(s.lags))
+	for ti := range tables {
+		for pi := range tables[ti].Partitions {
+			p := &tables[ti].Partitions[pi]
+			st := s.lags[p.OID]
+			st.vacuumSince, p.VacuumLag = lagSince(st.vacuumSince, p.DeadRows > p.VacuumThreshold, p.LastVacuum, now)
+			st.analyzeSince, p.AnalyzeLag = lagSince(st.analyzeSince, p.ModSinceAnalyze > p.AnalyzeThreshold, p.LastAnalyze, now)
+			seen[p.OID] = st
+		}
+	}
+	s.lags = seen
+}
+
+func lagSince(since time.Time, above bool, lastRun, now time.Time) (time.Time, time.Duration) {
+	if !above {
+		return time.Time{}, 0
+	}
+	switch {
+	case since.IsZero():
+		since = now
+	case lastRun.After(since):
+		since = lastRun
+	}
+	if since.After(now) {
+		since = now
+	}
+	return since, now.Sub(since)
+}
+
+// partitionLabel names a partition; schema-qualified only when it lives in
+// another schema than its table, so names stay short and unique.
+func partitionLabel(rootSchema, schema, name string) string {
+	if schema == rootSchema {
+		return name
+	}
+	return schema + "." + name
+}
+
+func matchAny(patterns []string, schema, name string) bool {
+	return config.MatchAny(patterns, schema, name)
+}

@@ -1,0 +1,114 @@
+package collector
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const namespace = "pgcapacity"
+
+var (
+	tableLabels     = []string{"schema", "table"}
+	partitionLabels = []string{"schema", "table", "partition"}
+)
+
+func newDesc(name, help string, labels []string) *prometheus.Desc {
+	return prometheus.NewDesc(namespace+"_"+name, help, labels, nil)
+}
+
+// Descriptors are immutable; one set serves every collector instance.
+var (
+	descSharedBuffers   = newDesc("shared_buffers_bytes", "The server's shared_buffers in bytes.", nil)
+	descFreezeMaxAge    = newDesc("autovacuum_freeze_max_age", "The server's autovacuum_freeze_max_age.", nil)
+	descTableInfo       = newDesc("table_info", "A watched partitioned table; value 1.", []string{"schema", "table", "strategy", "partition_key", "hot"})
+	descTablePartitions = newDesc("table_partitions", "Leaf partitions of the table.", tableLabels)
+	descTableLiveRows   = newDesc("table_live_rows", "Live rows of the table, all partitions.", tableLabels)
+	descLiveAvg         = newDesc("table_partition_live_rows_avg", "Average live rows per partition.", tableLabels)
+	descLiveMedian      = newDesc("table_partition_live_rows_median", "Median live rows per partition.", tableLabels)
+	descLiveMax         = newDesc("table_partition_live_rows_max", "Live rows of the largest partition.", tableLabels)
+	descSkew            = newDesc("table_partition_skew_ratio", "Live rows of the largest partition over the median; absent when the median is 0.", tableLabels)
+	descTableVacuumLag  = newDesc("table_vacuum_lag_seconds", "Worst partition's time with dead rows above its own autovacuum trigger and no vacuum.", tableLabels)
+	descTableAnalyzeLag = newDesc("table_analyze_lag_seconds", "Worst partition's time with modified rows above its own autoanalyze trigger and no analyze.", tableLabels)
+	descTableXIDAge     = newDesc("table_xid_age_max", "Oldest relfrozenxid age among the table's partitions (and their TOAST tables).", tableLabels)
+
+	descPartLive          = newDesc("partition_live_rows", "Live rows of the partition (pg_stat_user_tables.n_live_tup).", partitionLabels)
+	descPartDead          = newDesc("partition_dead_rows", "Dead rows of the partition (pg_stat_user_tables.n_dead_tup).", partitionLabels)
+	descPartThreshold     = newDesc("partition_autovacuum_threshold_rows", "Dead rows that trigger autovacuum of this partition: threshold + scale_factor × reltuples, reloptions respected.", partitionLabels)
+	descPartLastVacuum    = newDesc("partition_last_vacuum_timestamp_seconds", "Last vacuum or autovacuum of the partition; 0 when never.", partitionLabels)
+	descPartLastAnalyze   = newDesc("partition_last_analyze_timestamp_seconds", "Last analyze or autoanalyze of the partition; 0 when never.", partitionLabels)
+	descPartVacuumLag     = newDesc("partition_vacuum_lag_seconds", "Time the partition's dead rows have stood above its autovacuum trigger without a vacuum; 0 below it.", partitionLabels)
+	descPartAnalyzeLag    = newDesc("partition_analyze_lag_seconds", "Time the partition's modified rows have stood above its autoanalyze trigger without an analyze; 0 below it.", partitionLabels)
+	descPartXIDAge        = newDesc("partition_xid_age", "Age of the partition's relfrozenxid (or its TOAST table's, whichever is older).", partitionLabels)
+	descPartAutovacuumOff = newDesc("partition_autovacuum_disabled", "1 when autovacuum_enabled=false is set on the partition.", partitionLabels)
+)
+
+// Collect implements Collector.
+func (s *Stats) Collect(ctx context.Context, db *pgxpool.Pool) ([]prometheus.Metric, error) {
+	srv, tables, err := s.Sample(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	return s.metrics(srv, tables), nil
+}
+
+func (s *Stats) metrics(srv Server, tables []Table) []prometheus.Metric {
+	var out metricList
+	out.add(descSharedBuffers, srv.SharedBuffersBytes)
+	out.add(descFreezeMaxAge, srv.FreezeMaxAge)
+	for _, t := range tables {
+		a := Aggregate(t.Partitions)
+		out.add(descTableInfo, 1, t.Schema, t.Name, t.Strategy, t.PartitionKey, strconv.FormatBool(t.Hot))
+		out.add(descTablePartitions, float64(a.Partitions), t.Schema, t.Name)
+		out.add(descTableLiveRows, a.Total, t.Schema, t.Name)
+		out.add(descLiveAvg, a.Avg, t.Schema, t.Name)
+		out.add(descLiveMedian, a.Median, t.Schema, t.Name)
+		out.add(descLiveMax, a.Max, t.Schema, t.Name)
+		if a.HasSkew {
+			out.add(descSkew, a.Skew, t.Schema, t.Name)
+		}
+		out.add(descTableVacuumLag, a.VacuumLag.Seconds(), t.Schema, t.Name)
+		out.add(descTableAnalyzeLag, a.AnalyzeLag.Seconds(), t.Schema, t.Name)
+		out.add(descTableXIDAge, a.XIDAgeMax, t.Schema, t.Name)
+		if !s.detail {
+			continue
+		}
+		for _, p := range t.Partitions {
+			l := []string{t.Schema, t.Name, p.Name}
+			out.add(descPartLive, p.LiveRows, l...)
+			out.add(descPartDead, p.DeadRows, l...)
+			out.add(descPartThreshold, p.VacuumThreshold, l...)
+			out.add(descPartLastVacuum, unixSeconds(p.LastVacuum), l...)
+			out.add(descPartLastAnalyze, unixSeconds(p.LastAnalyze), l...)
+			out.add(descPartVacuumLag, p.VacuumLag.Seconds(), l...)
+			out.add(descPartAnalyzeLag, p.AnalyzeLag.Seconds(), l...)
+			out.add(descPartXIDAge, p.XIDAge, l...)
+			out.add(descPartAutovacuumOff, boolFloat(p.AutovacuumOff), l...)
+		}
+	}
+	return out
+}
+
+// metricList collects gauges; every value here is a gauge.
+type metricList []prometheus.Metric
+
+func (m *metricList) add(desc *prometheus.Desc, value float64, labels ...string) {
+	*m = append(*m, prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, value, labels...))
+}
+
+func unixSeconds(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixNano()) / 1e9
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
