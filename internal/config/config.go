@@ -58,6 +58,7 @@ type Config struct {
 	AdminopsStaleInvitationAge Duration `split_words:"true" default:"30d" desc:"pending invitations older than this are stale"`
 	AdminopsReviewInterval     Duration `split_words:"true" default:"90d" desc:"administrators not reviewed within this are unreviewed"`
 	AdminopsTenantCap          int      `split_words:"true" default:"100" desc:"most tenants per check published as per-tenant series"`
+	AdminopsMinAdmins          int      `split_words:"true" default:"2" desc:"active administrators (owners included) every active tenant needs (check tenants_below_two_admins)"`
 
 	AlertmanagerURL string   `split_words:"true" desc:"Alertmanager base URL for maintenance-window silences (migrate swap); empty: none"`
 	RollbackPeriod  Duration `split_words:"true" default:"7d" desc:"how long migrate keeps the old table after a swap"`
@@ -163,6 +164,9 @@ func (c Config) Validate() error {
 	}
 	if c.AdminopsTenantCap < 0 || c.AdminopsTenantCap > 100000 {
 		return &Error{Prefix + "_ADMINOPS_TENANT_CAP", fmt.Sprintf("%d is out of range: use 0 to 100000", c.AdminopsTenantCap)}
+	}
+	if c.AdminopsMinAdmins < 1 || c.AdminopsMinAdmins > 1000 {
+		return &Error{Prefix + "_ADMINOPS_MIN_ADMINS", fmt.Sprintf("%d is out of range: use 1 to 1000", c.AdminopsMinAdmins)}
 	}
 	if c.ListenAddress == "" {
 		return &Error{Prefix + "_LISTEN_ADDRESS", "is empty: give host:port or :port, such as :9842"}
