@@ -1,0 +1,136 @@
+package adminops
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sigid/pgcapacity/internal/config"
+)
+
+// Name is the collector's name in pgcapacity_collector_* series.
+const Name = "adminops"
+
+var (
+	findingsDesc = prometheus.NewDesc("pgcapacity_adminops_findings",
+		"Offending items an admin-operations check found, all tenants (exact).", []string{"check"}, nil)
+	tenantsAffectedDesc = prometheus.NewDesc("pgcapacity_adminops_tenants_affected",
+		"Tenants with at least one finding of an admin-operations check (exact).", []string{"check"}, nil)
+	tenantFindingsDesc = prometheus.NewDesc("pgcapacity_adminops_tenant_findings",
+		"Findings of one tenant, only for the worst tenants of each check (PGCAPACITY_ADMINOPS_TENANT_CAP).", []string{"check", "tenant"}, nil)
+	tenantFindingsOmittedDesc = prometheus.NewDesc("pgcapacity_adminops_tenant_findings_omitted",
+		"Tenants with findings left out of pgcapacity_adminops_tenant_findings by the per-check cap.", []string{"check"}, nil)
+	checkSuccessDesc = prometheus.NewDesc("pgcapacity_adminops_check_success",
+		"1 when the admin-operations check ran in the last round, 0 when it failed.", []string{"check"}, nil)
+	checkDurationDesc = prometheus.NewDesc("pgcapacity_adminops_check_duration_seconds",
+		"How long the admin-operations check took in the last round.", []string{"check"}, nil)
+	checkInfoDesc = prometheus.NewDesc("pgcapacity_adminops_check_info",
+		"Which query each admin-operations check runs: default, override or disabled (value 1).", []string{"check", "query"}, nil)
+)
+
+// Collector runs the admin-operations checks on their own interval. It
+// implements collector.Collector.
+type Collector struct {
+	checks   []Check
+	opts     Options
+	interval time.Duration
+}
+
+// New loads the checks (defaults, then PGCAPACITY_ADMINOPS_QUERIES_FILE) and
+// the options from cfg. A bad file is refused here; Validate checks the
+// queries against the database.
+func New(cfg config.Config) (*Collector, error) {
+	checks, err := LoadChecks(cfg.AdminopsQueriesFile)
+	if err != nil {
+		return nil, err
+	}
+	return &Collector{
+		checks:   checks,
+		interval: cfg.AdminopsInterval.D(),
+		opts: Options{
+			StaleInvitationAge: cfg.AdminopsStaleInvitationAge.D(),
+			ReviewInterval:     cfg.AdminopsReviewInterval.D(),
+			MinAdmins:          cfg.AdminopsMinAdmins,
+			TenantCap:          cfg.AdminopsTenantCap,
+			QueryTimeout:       cfg.QueryTimeout.D(),
+			LockTimeout:        cfg.LockTimeout.D(),
+		},
+	}, nil
+}
+
+// Name implements collector.Collector.
+func (c *Collector) Name() string { return Name }
+
+// Interval implements collector.Collector.
+func (c *Collector) Interval() time.Duration { return c.interval }
+
+// Checks returns the loaded checks in report order.
+func (c *Collector) Checks() []Check { return append([]Check(nil), c.checks...) }
+
+// WithClock returns a copy whose rounds use now as their reference time.
+func (c *Collector) WithClock(now func() time.Time) *Collector {
+	cp := *c
+	cp.opts.Now = now
+	return &cp
+}
+
+// Validate prepares every query on a pooled connection and checks its
+// parameters and result columns; call it at start and refuse to run on error.
+func (c *Collector) Validate(ctx context.Context, pool *pgxpool.Pool) error {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("connecting to validate the admin-ops queries: %w", err)
+	}
+	defer conn.Release()
+	return Validate(ctx, conn.Conn(), c.checks)
+}
+
+// Run runs one round and returns the typed result (for `check`).
+func (c *Collector) Run(ctx context.Context, pool *pgxpool.Pool) (Result, error) {
+	return Run(ctx, pool, c.checks, c.opts)
+}
+
+// Collect implements collector.Collector. A failed check reports
+// pgcapacity_adminops_check_success 0 and no findings; the others are
+// returned with the joined error.
+func (c *Collector) Collect(ctx context.Context, pool *pgxpool.Pool) ([]prometheus.Metric, error) {
+	res, err := c.Run(ctx, pool)
+	return Metrics(res), err
+}
+
+// Metrics turns a round's result into metrics.
+func Metrics(res Result) []prometheus.Metric {
+	var ms []prometheus.Metric
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ms = append(ms, prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...))
+	}
+	for _, cr := range res.Checks {
+		query := "default"
+		switch {
+		case cr.Disabled:
+			query = "disabled"
+		case cr.Source != SourceDefault:
+			query = "override"
+		}
+		gauge(checkInfoDesc, 1, cr.Check, query)
+		if cr.Disabled {
+			continue
+		}
+		gauge(checkDurationDesc, cr.Duration.Seconds(), cr.Check)
+		if cr.Error != "" {
+			gauge(checkSuccessDesc, 0, cr.Check)
+			continue
+		}
+		gauge(checkSuccessDesc, 1, cr.Check)
+		gauge(findingsDesc, float64(cr.Findings), cr.Check)
+		gauge(tenantsAffectedDesc, float64(cr.TenantsAffected), cr.Check)
+		gauge(tenantFindingsOmittedDesc, float64(cr.Omitted), cr.Check)
+		for _, t := range cr.Tenants {
+			gauge(tenantFindingsDesc, float64(t.Findings), cr.Check, t.Tenant)
+		}
+	}
+	return ms
+}
