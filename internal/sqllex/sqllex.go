@@ -155,7 +155,9 @@ func at(s string, i int) byte {
 	return 0
 }
 
-func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v' }
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
+}
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // Bytes ≥ 0x80 are identifier characters in PostgreSQL (multibyte letters).
@@ -186,7 +188,7 @@ func blockComment(sql string, i int) (int, error) {
 }
 
 // quoted returns the offset after the quoted text opening at i with quote
-// q; a doubled quote is an escaped one, and backslash escapes apply in E''.
+// q; a doubled quote is an escaped one, and backslash escapes apply in E”.
 func quoted(sql string, i int, q byte, backslash bool) (int, error) {
 	for j := i + 1; j < len(sql); j++ {
 		switch sql[j] {
