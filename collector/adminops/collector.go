@@ -3,6 +3,8 @@ package adminops
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -27,6 +29,8 @@ var (
 		"1 when the admin-operations check ran in the last round, 0 when it failed.", []string{"check"}, nil)
 	checkDurationDesc = prometheus.NewDesc("pgcapacity_adminops_check_duration_seconds",
 		"How long the admin-operations check took in the last round.", []string{"check"}, nil)
+	checkLastSuccessDesc = prometheus.NewDesc("pgcapacity_adminops_check_last_success_timestamp_seconds",
+		"When the admin-operations check last succeeded; absent before the first success.", []string{"check"}, nil)
 	checkInfoDesc = prometheus.NewDesc("pgcapacity_adminops_check_info",
 		"Which query each admin-operations check runs: default, override or disabled (value 1).", []string{"check", "query"}, nil)
 )
@@ -37,18 +41,27 @@ type Collector struct {
 	checks   []Check
 	opts     Options
 	interval time.Duration
+	logger   *slog.Logger
+
+	mu       sync.Mutex
+	lastGood map[string]CheckResult // per check, its latest successful result
 }
 
 // New loads the checks (defaults, then PGCAPACITY_ADMINOPS_QUERIES_FILE) and
 // the options from cfg. A bad file is refused here; Validate checks the
 // queries against the database.
-func New(cfg config.Config) (*Collector, error) {
+func New(cfg config.Config, logger *slog.Logger) (*Collector, error) {
 	checks, err := LoadChecks(cfg.AdminopsQueriesFile)
 	if err != nil {
 		return nil, err
 	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	return &Collector{
 		checks:   checks,
+		logger:   logger,
+		lastGood: map[string]CheckResult{},
 		interval: cfg.AdminopsInterval.D(),
 		opts: Options{
 			StaleInvitationAge: cfg.AdminopsStaleInvitationAge.D(),
@@ -70,12 +83,11 @@ func (c *Collector) Interval() time.Duration { return c.interval }
 // Checks returns the loaded checks in report order.
 func (c *Collector) Checks() []Check { return append([]Check(nil), c.checks...) }
 
-// WithClock returns a copy whose rounds use now as their reference time.
-func (c *Collector) WithClock(now func() time.Time) *Collector {
-	cp := *c
-	cp.opts.Now = now
-	return &cp
-}
+// SetClock makes rounds use now as their reference time (tests pin it).
+func (c *Collector) SetClock(now func() time.Time) { c.opts.Now = now }
+
+// SetTenantCap changes how many tenants per check are published.
+func (c *Collector) SetTenantCap(n int) { c.opts.TenantCap = n }
 
 // Validate prepares every query on a pooled connection and checks its
 // parameters and result columns; call it at start and refuse to run on error.
@@ -94,11 +106,59 @@ func (c *Collector) Run(ctx context.Context, pool *pgxpool.Pool) (Result, error)
 }
 
 // Collect implements collector.Collector. A failed check reports
-// pgcapacity_adminops_check_success 0 and no findings; the others are
-// returned with the joined error.
+// pgcapacity_adminops_check_success 0 and keeps publishing its last good
+// findings for a few intervals, so its alerts do not flap; the others are
+// fresh. Only when every check fails is the round an error (the sampler
+// then keeps the previous round).
 func (c *Collector) Collect(ctx context.Context, pool *pgxpool.Pool) ([]prometheus.Metric, error) {
 	res, err := c.Run(ctx, pool)
-	return Metrics(res), err
+	if err == nil {
+		c.remember(res)
+		return Metrics(res), nil
+	}
+	ran, failed := 0, 0
+	for i, cr := range res.Checks {
+		if cr.Disabled {
+			continue
+		}
+		ran++
+		if cr.Error == "" {
+			continue
+		}
+		failed++
+		c.logger.Warn("admin-ops check failed", "check", cr.Check, "err", cr.Error)
+		res.Checks[i] = c.carry(cr, res.Time)
+	}
+	if failed == ran {
+		return nil, err
+	}
+	c.remember(res)
+	return Metrics(res), nil
+}
+
+// remember keeps each successful check's result.
+func (c *Collector) remember(res Result) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, cr := range res.Checks {
+		if !cr.Disabled && cr.Error == "" {
+			c.lastGood[cr.Check] = cr
+		}
+	}
+}
+
+// carry fills a failed check's findings from its last good round while that
+// is younger than three intervals plus the timeout, as the sampler does.
+func (c *Collector) carry(failed CheckResult, now time.Time) CheckResult {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	good, ok := c.lastGood[failed.Check]
+	if !ok || now.Sub(good.LastSuccess) > 3*c.interval+c.opts.QueryTimeout {
+		failed.LastSuccess = good.LastSuccess
+		return failed
+	}
+	good.Error, good.Duration, good.DurationSeconds, good.Carried = failed.Error, failed.Duration, failed.DurationSeconds, true
+	return good
 }
 
 // Metrics turns a round's result into metrics.
@@ -120,11 +180,17 @@ func Metrics(res Result) []prometheus.Metric {
 			continue
 		}
 		gauge(checkDurationDesc, cr.Duration.Seconds(), cr.Check)
+		if !cr.LastSuccess.IsZero() {
+			gauge(checkLastSuccessDesc, float64(cr.LastSuccess.UnixNano())/1e9, cr.Check)
+		}
 		if cr.Error != "" {
 			gauge(checkSuccessDesc, 0, cr.Check)
-			continue
+			if !cr.Carried {
+				continue
+			}
+		} else {
+			gauge(checkSuccessDesc, 1, cr.Check)
 		}
-		gauge(checkSuccessDesc, 1, cr.Check)
 		gauge(findingsDesc, float64(cr.Findings), cr.Check)
 		gauge(tenantsAffectedDesc, float64(cr.TenantsAffected), cr.Check)
 		gauge(tenantFindingsOmittedDesc, float64(cr.Omitted), cr.Check)

@@ -41,6 +41,8 @@ type CheckResult struct {
 	Omitted         int64            `json:"tenants_omitted"`
 	Duration        time.Duration    `json:"-"`
 	DurationSeconds float64          `json:"duration_seconds"`
+	LastSuccess     time.Time        `json:"-"`
+	Carried         bool             `json:"-"` // failed: the findings are the last good round's
 	Error           string           `json:"error,omitempty"`
 }
 
@@ -126,6 +128,7 @@ func Run(ctx context.Context, pool *pgxpool.Pool, checks []Check, opts Options) 
 				errs = append(errs, err)
 			} else {
 				summarise(&cr, counts, opts.TenantCap)
+				cr.LastSuccess = params.Now
 			}
 		}
 		res.Checks = append(res.Checks, cr)
