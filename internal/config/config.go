@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"path"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/kelseyhightower/envconfig"
@@ -31,6 +33,11 @@ type Thresholds struct {
 	XIDAgeCritical         float64  `envconfig:"XID_AGE_CRITICAL" default:"1500000000" desc:"transaction-id age of a partition that pages (wraparound at about 2.1 billion)"`
 	VacuumLagFor           Duration `split_words:"true" default:"1h" desc:"how long hot-partition vacuum lag must stay above the retention target before the operational alert"`
 	DecreaseIndexShare     float64  `split_words:"true" default:"0.25" desc:"migrate: a decrease is allowed only while projected per-partition tenant indexes stay under this share of shared_buffers"`
+
+	AdminopsReviewWindow           Duration `split_words:"true" default:"7d" desc:"admin-ops review alerts (stale invitations, unreviewed administrators) fire during the first this-many days (whole days, 1d to 31d) of each review period, UTC"`
+	AdminopsInvitationReviewMonths int      `split_words:"true" default:"1" desc:"months between reviews of stale invitations (the ops guide: monthly); a divisor of 12"`
+	AdminopsAccessReviewMonths     int      `split_words:"true" default:"3" desc:"months between access reviews of administrators (the ops guide: quarterly); a divisor of 12"`
+	AdminopsFindingFor             Duration `split_words:"true" default:"1h" desc:"how long an administrator without MFA or a tenant below two administrators must stand before its alert"`
 }
 
 // Config is the whole configuration of one pgcapacity process.
@@ -67,6 +74,10 @@ type Config struct {
 	LogFormat string `split_words:"true" default:"text" desc:"text or json"`
 
 	Thresholds
+
+	RunbookURL              string   `split_words:"true" default:"https://github.com/sigid/pgcapacity/blob/main/docs/runbooks.md" desc:"runbook document the alerts link to; each alert appends #its-name in lower case"`
+	RulesJob                string   `split_words:"true" default:"pgcapacity" desc:"the Prometheus job that scrapes pgcapacity, watched by the exporter-down alert"`
+	RulesEvaluationInterval Duration `split_words:"true" default:"1m" desc:"evaluation interval of the generated rule groups"`
 }
 
 // Error is a configuration problem: the variable and what is wrong with it.
@@ -138,6 +149,9 @@ func (c Config) Validate() error {
 		{"WRITE_RETENTION_TARGET", c.WriteRetentionTarget},
 		{"ADMINOPS_STALE_INVITATION_AGE", c.AdminopsStaleInvitationAge},
 		{"ADMINOPS_REVIEW_INTERVAL", c.AdminopsReviewInterval},
+		{"ADMINOPS_REVIEW_WINDOW", c.AdminopsReviewWindow},
+		{"ADMINOPS_FINDING_FOR", c.AdminopsFindingFor},
+		{"RULES_EVALUATION_INTERVAL", c.RulesEvaluationInterval},
 	}
 	for _, p := range positive {
 		if p.value <= 0 {
@@ -167,6 +181,23 @@ func (c Config) Validate() error {
 	}
 	if c.AdminopsMinAdmins < 1 || c.AdminopsMinAdmins > 1000 {
 		return &Error{Prefix + "_ADMINOPS_MIN_ADMINS", fmt.Sprintf("%d is out of range: use 1 to 1000", c.AdminopsMinAdmins)}
+	}
+	if w := c.AdminopsReviewWindow.D(); w%(24*time.Hour) != 0 || w > 31*24*time.Hour {
+		return &Error{Prefix + "_ADMINOPS_REVIEW_WINDOW", fmt.Sprintf("%v is not a whole number of days from 1d to 31d: use a value such as 7d", c.AdminopsReviewWindow)}
+	}
+	for _, m := range []struct {
+		name  string
+		value int
+	}{{"ADMINOPS_INVITATION_REVIEW_MONTHS", c.AdminopsInvitationReviewMonths}, {"ADMINOPS_ACCESS_REVIEW_MONTHS", c.AdminopsAccessReviewMonths}} {
+		if m.value < 1 || m.value > 12 || 12%m.value != 0 {
+			return &Error{Prefix + "_" + m.name, fmt.Sprintf("%d does not divide the year: use 1, 2, 3, 4, 6 or 12", m.value)}
+		}
+	}
+	if u, err := url.Parse(c.RunbookURL); err != nil || c.RunbookURL == "" || u.Fragment != "" || strings.Contains(c.RunbookURL, "#") {
+		return &Error{Prefix + "_RUNBOOK_URL", fmt.Sprintf("%q is not a URL without a #fragment: give the runbook document, such as https://github.com/sigid/pgcapacity/blob/main/docs/runbooks.md", c.RunbookURL)}
+	}
+	if strings.TrimSpace(c.RulesJob) == "" {
+		return &Error{Prefix + "_RULES_JOB", "is empty: name the Prometheus job that scrapes pgcapacity, such as pgcapacity"}
 	}
 	if c.ListenAddress == "" {
 		return &Error{Prefix + "_LISTEN_ADDRESS", "is empty: give host:port or :port, such as :9842"}
