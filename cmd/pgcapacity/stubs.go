@@ -19,10 +19,6 @@ func runMigrate(context.Context, *environment, []string) (int, error) {
 	return exitError, errors.New("not built yet")
 }
 
-func runCheck(context.Context, *environment, []string) (int, error) {
-	return exitError, errors.New("not built yet")
-}
-
 func runDemo(context.Context, *environment, []string) (int, error) {
 	return exitError, errors.New("not built yet")
 }

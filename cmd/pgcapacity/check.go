@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/sigid/pgcapacity/collector"
+	"github.com/sigid/pgcapacity/internal/config"
+	"github.com/sigid/pgcapacity/internal/dbpool"
+	"github.com/sigid/pgcapacity/internal/playbook"
+)
+
+// checkReport is what `check` prints; each part comes from one area.
+type checkReport struct {
+	Capacity playbook.Report `json:"capacity"`
+}
+
+// holds reports whether any rule holds now.
+func (r checkReport) holds() bool {
+	return len(r.Capacity.Holding()) > 0
+}
+
+func runCheck(ctx context.Context, env *environment, args []string) (int, error) {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if err := fs.Parse(args); err != nil {
+		return exitError, err
+	}
+	if err := env.cfg.RequireDatabase(); err != nil {
+		return exitError, err
+	}
+	poolCfg, err := dbpool.Config(env.cfg.DatabaseURL, dbpool.Options{StatementTimeout: env.cfg.QueryTimeout.D(), LockTimeout: env.cfg.LockTimeout.D()})
+	if err != nil {
+		return exitError, &config.Error{Variable: config.Prefix + "_DATABASE_URL", Problem: err.Error()}
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
+	if err != nil {
+		return exitError, fmt.Errorf("creating the connection pool: %w", err)
+	}
+	defer pool.Close()
+	report, err := sampleReport(ctx, env.cfg, pool)
+	if err != nil {
+		return exitError, err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(env.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(report); err != nil {
+			return exitError, err
+		}
+	} else {
+		writeReport(env.stdout, env.cfg, report)
+	}
+	if report.holds() {
+		return exitFinding, nil
+	}
+	return exitOK, nil
+}
+
+// sampleReport runs one round of the capacity collectors and judges it.
+func sampleReport(ctx context.Context, cfg config.Config, pool *pgxpool.Pool) (checkReport, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*cfg.QueryTimeout.D())
+	defer cancel()
+	sel := selection(cfg)
+	srv, tables, err := collector.NewStats(sel, cfg.StatsInterval.D(), false).Sample(ctx, pool)
+	if err != nil {
+		return checkReport{}, describeDBError(err)
+	}
+	sizes, err := collector.NewSizes(sel, cfg.SizesInterval.D(), false).Sample(ctx, pool)
+	if err != nil {
+		return checkReport{}, describeDBError(err)
+	}
+	return checkReport{Capacity: playbook.Evaluate(cfg.Thresholds, srv, tables, sizes)}, nil
+}
+
+// describeDBError adds the fix to the errors an operator meets first.
+func describeDBError(err error) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "failed to connect") || strings.Contains(msg, "connect:"):
+		return fmt.Errorf("%w (is the server up, and is PGCAPACITY_DATABASE_URL right?)", err)
+	case strings.Contains(msg, "permission denied"):
+		return fmt.Errorf("%w (grant the pgcapacity role pg_monitor: GRANT pg_monitor TO pgcapacity)", err)
+	}
+	return err
+}
+
+func writeReport(w io.Writer, cfg config.Config, r checkReport) {
+	c := r.Capacity
+	fmt.Fprintf(w, "Capacity of watched partitioned tables, sampled %s\n\n", c.SampledAt.Format(time.RFC3339))
+	tw := tabwriter.NewWriter(w, 2, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "TABLE\tSTRATEGY\tHOT\tPARTS\tLIVE ROWS\tAVG/PART\tMEDIAN\tMAX\tSKEW\tTENANT IDX\tLARGEST PART IDX\tVACUUM LAG\t")
+	for _, t := range c.Tables {
+		skew := "-"
+		if t.SkewRatio != nil {
+			skew = fmt.Sprintf("%.2f", *t.SkewRatio)
+		}
+		hot := ""
+		if t.Hot {
+			hot = "yes"
+		}
+		fmt.Fprintf(tw, "%s.%s\t%s\t%s\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t\n",
+			t.Schema, t.Table, t.Strategy, hot, t.Partitions, t.LiveRows, t.AvgLiveRows, t.MedianLiveRows, t.MaxLiveRows,
+			skew, playbook.Bytes(t.TenantIndexBytes), playbook.Bytes(t.TenantIndexMaxBytes),
+			(time.Duration(t.VacuumLagSeconds) * time.Second).String())
+	}
+	tw.Flush()
+	if len(c.Tables) == 0 {
+		fmt.Fprintln(w, "(no watched tables: set PGCAPACITY_TABLES, or create hash-partitioned tables)")
+	}
+	fmt.Fprintf(w, "\nshared_buffers %s; hot tenant-leading btree indexes %s", playbook.Bytes(c.SharedBuffersBytes), playbook.Bytes(c.HotTenantIndexBytes))
+	if c.SharedBuffersBytes > 0 {
+		fmt.Fprintf(w, " (%.0f%% of it)", 100*c.HotTenantIndexBytes/c.SharedBuffersBytes)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "\nOperating rules right now (alerts fire only after %s):\n", cfg.RuleWindow)
+	for _, f := range c.Findings {
+		verdict := "ok   "
+		if f.Holds {
+			verdict = "HOLDS"
+		}
+		where := "server"
+		if f.Table != "" {
+			where = f.Schema + "." + f.Table
+		}
+		fmt.Fprintf(w, "  %s  %-34s %-36s %s\n", verdict, f.Rule, where, f.Detail)
+	}
+	if n := len(c.Holding()); n > 0 {
+		fmt.Fprintf(w, "\n%d rule(s) hold now: see docs/runbooks.md and `pgcapacity migrate plan`.\n", n)
+	} else {
+		fmt.Fprintln(w, "\nNo rule holds now.")
+	}
+}
