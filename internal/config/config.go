@@ -59,7 +59,9 @@ type Config struct {
 	QueryTimeout       Duration `split_words:"true" default:"10s" desc:"statement timeout of every sampling query"`
 	LockTimeout        Duration `split_words:"true" default:"1s" desc:"lock_timeout of the sampling session, so a round never waits behind DDL"`
 
-	ProbesFile string `split_words:"true" desc:"YAML file replacing or adding latency probes"`
+	ProbesFile               string   `split_words:"true" desc:"YAML file replacing or adding latency probes"`
+	ProbeTenantRefresh       Duration `split_words:"true" default:"10m" desc:"how often the probes re-read their sample of tenant ids per partition (from the planner statistics)"`
+	ProbeTenantsPerPartition int      `split_words:"true" default:"8" desc:"most tenant ids per partition the probes pick from"`
 
 	AdminopsQueriesFile        string   `split_words:"true" desc:"YAML file overriding admin-ops check queries"`
 	AdminopsStaleInvitationAge Duration `split_words:"true" default:"30d" desc:"pending invitations older than this are stale"`
