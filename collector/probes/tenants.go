@@ -1,0 +1,174 @@
+package probes
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// target is a probe's table as the database resolved it, with a small
+// sample of real tenant ids for each of its leaf partitions.
+type target struct {
+	schema, table string
+	missing       bool        // the table does not exist (or is not visible)
+	partitions    []partition // sorted by name; only those with known tenants
+	leaves        int         // leaf partitions, with or without known tenants
+}
+
+type partition struct {
+	name    string
+	tenants []string
+}
+
+func (t *target) tenantCount() int {
+	n := 0
+	for _, p := range t.partitions {
+		n += len(p.tenants)
+	}
+	return n
+}
+
+// tenantsSQL samples tenant ids per leaf partition from the planner's own
+// statistics: the most common values and histogram bounds of the tenant
+// column, which ANALYZE keeps for every partition. Each distinct id counts
+// once, however many rows it has, so large tenants do not dominate; it
+// reads only catalogs, one query for all probe tables whatever the number
+// of partitions. The tenant column is the partition key's first column,
+// else the configured one.
+const tenantsSQL = `
+WITH wanted AS (
+	SELECT w.ord, to_regclass(w.name) AS oid
+	FROM unnest($1::text[]) WITH ORDINALITY AS w(name, ord)
+)
+SELECT w.ord::int, current_schema()::text, n.nspname::text, c.relname::text,
+	leaf.relname::text, leaf.oid, COALESCE(ARRAY(
+		SELECT d.v FROM (SELECT DISTINCT u.v FROM unnest(
+			COALESCE(s.most_common_vals::text::text[], '{}') ||
+			COALESCE(s.histogram_bounds::text::text[], '{}')) AS u(v)) AS d
+		ORDER BY random() LIMIT $3), '{}')
+FROM wanted w
+LEFT JOIN pg_class c ON c.oid = w.oid
+LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN LATERAL (
+	SELECT COALESCE((
+		SELECT a.attname FROM pg_partitioned_table p
+		JOIN pg_attribute a ON a.attrelid = p.partrelid AND a.attnum = p.partattrs[0]
+		WHERE p.partrelid = c.oid), $2::name) AS col
+) k ON true
+LEFT JOIN LATERAL (
+	SELECT lc.oid, lc.relname, ln.nspname
+	FROM pg_partition_tree(c.oid) t
+	JOIN pg_class lc ON lc.oid = t.relid
+	JOIN pg_namespace ln ON ln.oid = lc.relnamespace
+	WHERE t.isleaf
+) leaf ON true
+LEFT JOIN pg_stats s ON s.schemaname = leaf.nspname AND s.tablename = leaf.relname
+	AND s.attname = k.col AND NOT s.inherited
+ORDER BY w.ord, leaf.relname`
+
+// fallbackRows bounds the rows read from a table that has no statistics
+// yet (never analyzed), to find some tenants to probe until it has.
+const fallbackRows = 1000
+
+// loadTargets resolves each probe table and samples its tenants.
+func loadTargets(ctx context.Context, q querier, names []tableName, tenantColumn string, perPartition int) (map[tableName]*target, error) {
+	regnames := make([]string, len(names))
+	for i, n := range names {
+		if n.schema == "" {
+			regnames[i] = pgx.Identifier{n.table}.Sanitize()
+		} else {
+			regnames[i] = pgx.Identifier{n.schema, n.table}.Sanitize()
+		}
+	}
+	rows, err := q.Query(ctx, tenantsSQL, regnames, tenantColumn, perPartition)
+	if err != nil {
+		return nil, fmt.Errorf("sampling tenant ids from statistics: %w", err)
+	}
+	targets := map[tableName]*target{}
+	oids := map[tableName]map[uint32]string{}
+	for rows.Next() {
+		var (
+			ord                 int
+			current             string
+			schema, table, leaf *string
+			leafOID             *uint32
+			tenants             []string
+		)
+		if err := rows.Scan(&ord, &current, &schema, &table, &leaf, &leafOID, &tenants); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("reading sampled tenant ids: %w", err)
+		}
+		name := names[ord-1]
+		t := targets[name]
+		if t == nil {
+			t = &target{schema: name.schema, table: name.table}
+			if t.schema == "" {
+				t.schema = current
+			}
+			targets[name] = t
+			oids[name] = map[uint32]string{}
+		}
+		if schema == nil {
+			t.missing = true
+			continue
+		}
+		t.schema, t.table = *schema, *table
+		if leaf == nil {
+			continue
+		}
+		t.leaves++
+		oids[name][*leafOID] = *leaf
+		if len(tenants) > 0 {
+			t.partitions = append(t.partitions, partition{name: *leaf, tenants: tenants})
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sampling tenant ids from statistics: %w", err)
+	}
+	for _, name := range names {
+		t := targets[name]
+		if t == nil || t.missing || t.leaves == 0 || len(t.partitions) > 0 {
+			continue
+		}
+		if err := sampleRows(ctx, q, t, oids[name], tenantColumn, perPartition); err != nil {
+			return nil, err
+		}
+	}
+	return targets, nil
+}
+
+// sampleRows finds tenants of a table without statistics by reading its
+// first rows: a bounded scan that reaches only some partitions, until
+// autovacuum (or ANALYZE) gives the table statistics.
+func sampleRows(ctx context.Context, q querier, t *target, leaves map[uint32]string, tenantColumn string, perPartition int) error {
+	sql := fmt.Sprintf("SELECT DISTINCT tableoid, %s::text FROM (SELECT tableoid, %[1]s FROM %s LIMIT %d) AS r",
+		pgx.Identifier{tenantColumn}.Sanitize(), pgx.Identifier{t.schema, t.table}.Sanitize(), fallbackRows)
+	rows, err := q.Query(ctx, sql)
+	if err != nil {
+		return fmt.Errorf("sampling tenant ids of %s.%s, which has no statistics yet: %w", t.schema, t.table, err)
+	}
+	byLeaf := map[string][]string{}
+	for rows.Next() {
+		var oid uint32
+		var tenant *string
+		if err := rows.Scan(&oid, &tenant); err != nil {
+			rows.Close()
+			return fmt.Errorf("reading tenant ids of %s.%s: %w", t.schema, t.table, err)
+		}
+		if leaf, ok := leaves[oid]; ok && tenant != nil && len(byLeaf[leaf]) < perPartition {
+			byLeaf[leaf] = append(byLeaf[leaf], *tenant)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sampling tenant ids of %s.%s: %w", t.schema, t.table, err)
+	}
+	for leaf, tenants := range byLeaf {
+		t.partitions = append(t.partitions, partition{name: leaf, tenants: tenants})
+	}
+	sort.Slice(t.partitions, func(i, j int) bool { return t.partitions[i].name < t.partitions[j].name })
+	return nil
+}
