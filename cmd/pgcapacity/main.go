@@ -13,6 +13,7 @@ import (
 	"sort"
 	"syscall"
 
+	"github.com/prometheus/common/version"
 	"github.com/sigid/pgcapacity/internal/config"
 )
 
@@ -52,6 +53,9 @@ func commands() map[string]command {
 }
 
 func main() {
+	if version.Version == "" {
+		version.Version = "dev" // release builds set it with -ldflags
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
