@@ -1,0 +1,27 @@
+# pgcapacity: the README's quick start runs `make demo` and `make test`.
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X github.com/prometheus/common/version.Version=$(VERSION) -X github.com/prometheus/common/version.Revision=$(REVISION)
+
+.PHONY: build demo test deps bench generate
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/pgcapacity ./cmd/pgcapacity
+
+# A throwaway PostgreSQL with the seeded SigID schema and the exporter on it.
+demo: deps build
+	bin/pgcapacity demo
+
+# Everything CI runs: formatting, vet, and the whole suite against a real
+# PostgreSQL, promtool, Prometheus and Alertmanager. A skipped test fails it.
+test: deps
+	scripts/test.sh
+
+# Installs what the tests need from Debian's packages, when missing.
+deps:
+	scripts/deps.sh
+
+bench: deps
+	$(GO) run ./bench/exporter
