@@ -158,6 +158,11 @@ func runCheck(ctx context.Context, pool *pgxpool.Pool, c *Check, params Paramete
 	defer rows.Close()
 	// The schema may have changed since start: check the columns every round.
 	if err := c.checkColumns(rows.FieldDescriptions()); err != nil {
+		// No columns at all: the query failed, and Close brings its error.
+		rows.Close()
+		if qerr := rows.Err(); qerr != nil {
+			return nil, &QueryError{Check: c.Name, Source: c.Source, Problem: "failed: " + describePgError(qerr, c.sql), Err: qerr}
+		}
 		return nil, err
 	}
 	counts := make(map[string]int64)
