@@ -52,11 +52,13 @@ func Defaults() []Probe {
 		{Name: "session_by_id", Table: "session", SQL: `SELECT s.session_id, s.user_id, s.expires_at, s.revoked_at
 FROM session s
 WHERE s.tenant_id = $1
-  AND s.session_id = (SELECT min(session_id) FROM session WHERE tenant_id = $1)`},
+  AND s.session_id = (SELECT session_id FROM session WHERE tenant_id = $1
+                      ORDER BY session_id LIMIT 1)`},
 		{Name: "membership_by_user", Table: "tenant_membership", SQL: `SELECT m.membership_id, m.role, m.status, m.mfa_enabled
 FROM tenant_membership m
 WHERE m.tenant_id = $1
-  AND m.user_id = (SELECT min(user_id) FROM tenant_membership WHERE tenant_id = $1)`},
+  AND m.user_id = (SELECT user_id FROM tenant_membership WHERE tenant_id = $1
+                   ORDER BY user_id LIMIT 1)`},
 		{Name: "subject_identifier_lookup", Table: "tenant_subject_identifier", SQL: `SELECT i.user_id
 FROM tenant_subject_identifier i
 WHERE i.tenant_id = $1
@@ -65,7 +67,8 @@ WHERE i.tenant_id = $1
 		{Name: "referral_by_code", Table: "referral", SQL: `SELECT r.referral_id, r.referrer_user_id, r.expires_at, r.max_redemptions
 FROM referral r
 WHERE r.tenant_id = $1
-  AND r.code = (SELECT min(code) FROM referral WHERE tenant_id = $1)`},
+  AND r.code = (SELECT code FROM referral WHERE tenant_id = $1
+                ORDER BY code LIMIT 1)`},
 	}
 }
 
