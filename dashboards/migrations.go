@@ -1,0 +1,83 @@
+package dashboards
+
+import (
+	"fmt"
+
+	"github.com/grafana/grafana-foundation-sdk/go/common"
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/grafana/grafana-foundation-sdk/go/units"
+)
+
+// copyRateWindow smooths the copy rate enough for a steady ETA. The rate
+// is the slope of a gauge (deriv), not of a counter, so it takes a fixed
+// window rather than $__rate_interval.
+const copyRateWindow = "10m"
+
+// migrations answers: where is each repartition, when will the copy end,
+// and which old tables are still kept for rollback?
+func migrations(opts Options) *dashboard.DashboardBuilder {
+	copied := sel("pgcapacity_migration_copied_rows")
+	estimated := sel("pgcapacity_migration_estimated_rows")
+	byID := "on (" + byTarget + ", id)"
+	copyRate := "deriv(" + copied + "[" + copyRateWindow + "])"
+	rollback := opts.RollbackPeriod.D().Seconds()
+
+	b := newDashboard(UIDMigrations, "pgcapacity / Migrations",
+		"Online repartitions run by `pgcapacity migrate`: the phase of each, rows copied against the estimate, copy rate and time to completion, and the old tables kept for rollback after the swap.",
+		"now-24h")
+
+	b.WithRow(dashboard.NewRowBuilder("Migrations").Id(1)).
+		WithPanel(newTable(2, "Migrations and their phase",
+			"Every migration pgcapacity knows of: the table, the partition count it changes from and to, and the phase it is in now.",
+			units.NoUnit).
+			WithTarget(rows("A", sel("pgcapacity_migration_info"))).
+			WithTransformation(organize(append(hiddenColumns, "Value"),
+				map[string]string{"id": "Migration", "schema": "Schema", "table": "Table", "from_partitions": "From", "to_partitions": "To", "phase": "Phase"},
+				[]string{"id", "schema", "table", "from_partitions", "to_partitions", "phase"})).
+			Span(14).Height(8)).
+		WithPanel(newBarGauge(3, "Copy progress",
+			"Rows copied as a share of the row estimate taken when the copy started. The estimate is pg_class.reltuples, so the end can sit a little above or below 100%.",
+			units.PercentUnit).
+			WithTarget(latest("A", copied+" / "+byID+" "+estimated, "{{id}}")).
+			Thresholds(neutral()).
+			Max(1).
+			Span(10).Height(8))
+
+	b.WithRow(dashboard.NewRowBuilder("Copy").Id(10)).
+		WithPanel(newTimeseries(11, "Rows copied against the estimate",
+			"Rows copied so far (solid) and the row estimate (red dashed). Flat solid line before the estimate: the copy is paused or stuck.",
+			units.Short).
+			WithTarget(series("A", copied, "{{id}} copied")).
+			WithTarget(series("B", estimated, "{{id}} estimate")).
+			OverrideByQuery("B", referenceLine()).
+			Span(9).Height(8)).
+		WithPanel(newTimeseries(12, "Copy rate",
+			fmt.Sprintf("Rows copied per second, averaged over %s.", copyRateWindow),
+			units.RowsPerSecond).
+			WithTarget(series("A", copyRate, "{{id}}")).
+			Span(9).Height(8)).
+		WithPanel(newStat(13, "Time to completion",
+			fmt.Sprintf("Rows still to copy / the copy rate of the last %s. Empty while nothing is copying.", copyRateWindow),
+			units.DurationSeconds).
+			WithTarget(latest("A", "("+estimated+" - "+byID+" "+copied+") / "+byID+" ("+copyRate+" > 0) > 0", "{{id}}")).
+			Thresholds(neutral()).
+			TextMode(common.BigValueTextModeValueAndName).
+			NoValue("not copying").
+			Span(6).Height(8))
+
+	b.WithRow(dashboard.NewRowBuilder("Old tables kept for rollback").Id(20)).
+		WithPanel(newStat(21, "Old tables retained",
+			"Migrations swapped whose old table is still reported. Each holds a full copy of the table's data until `pgcapacity migrate drop-old`.",
+			units.Short).
+			WithTarget(latest("A", "count("+sel("pgcapacity_migration_swapped_timestamp_seconds")+") or vector(0)", "old tables")).
+			Thresholds(neutral()).
+			Span(6).Height(8)).
+		WithPanel(newTimeseries(22, "Time since swap",
+			fmt.Sprintf("How long each old table has been kept since its swap. Past the rollback period (%s, red dashed line) the old table may be dropped: rollback is no longer promised.", opts.RollbackPeriod),
+			units.DurationSeconds).
+			WithTarget(series("A", "time() - "+sel("pgcapacity_migration_swapped_timestamp_seconds"), "{{id}}")).
+			Thresholds(redAt(rollback)).
+			ThresholdsStyle(dashedLine()).
+			Span(18).Height(8))
+	return b
+}
