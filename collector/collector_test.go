@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/sigid/pgcapacity/collector"
 	"github.com/sigid/pgcapacity/internal/dbpool"
+	"github.com/sigid/pgcapacity/internal/pgstat"
 	"github.com/sigid/pgcapacity/internal/throwaway"
 	"github.com/sigid/pgcapacity/internal/throwaway/pgtest"
 )
@@ -58,6 +59,11 @@ func newFixture(t *testing.T, ddl ...string) *fixture {
 
 func (f *fixture) exec(sql string, args ...any) {
 	f.t.Helper()
+	if strings.HasPrefix(sql, "ANALYZE") || strings.HasPrefix(sql, "VACUUM ANALYZE") {
+		if err := pgstat.Flush(f.ctx, f.admin); err != nil {
+			f.t.Fatal(err)
+		}
+	}
 	if _, err := f.admin.Exec(f.ctx, sql, args...); err != nil {
 		f.t.Fatalf("%s: %v", sql, err)
 	}

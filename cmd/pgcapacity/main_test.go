@@ -1,0 +1,336 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/sigid/pgcapacity/internal/pgstat"
+	"github.com/sigid/pgcapacity/internal/throwaway"
+	"github.com/sigid/pgcapacity/internal/throwaway/pgtest"
+)
+
+var cluster *throwaway.Cluster
+
+func TestMain(m *testing.M) { pgtest.Main(m, &cluster) }
+
+// buildBinary builds pgcapacity once per test that needs a real process.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "pgcapacity")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freeAddress(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// newDatabase creates a database with one small hash-partitioned table.
+func newDatabase(t *testing.T, ddl ...string) string {
+	t.Helper()
+	ctx := context.Background()
+	dbURL := pgtest.NewDatabase(t, cluster)
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, stmt := range ddl {
+		if strings.HasPrefix(stmt, "ANALYZE") {
+			if err := pgstat.Flush(ctx, conn); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	return dbURL
+}
+
+var balancedTable = []string{
+	`CREATE TABLE session (tenant_id uuid NOT NULL, id bigint NOT NULL, PRIMARY KEY (tenant_id, id)) PARTITION BY HASH (tenant_id)`,
+	`CREATE TABLE session_p0 PARTITION OF session FOR VALUES WITH (MODULUS 2, REMAINDER 0)`,
+	`CREATE TABLE session_p1 PARTITION OF session FOR VALUES WITH (MODULUS 2, REMAINDER 1)`,
+	`INSERT INTO session SELECT gen_random_uuid(), g FROM generate_series(1, 2000) g`,
+	`ANALYZE session`,
+}
+
+// withPassword puts a password into a URL; trust authentication ignores it,
+// so tests can check it never leaks.
+func withPassword(t *testing.T, dbURL, password string) string {
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(u.User.Username(), password)
+	return u.String()
+}
+
+// lockedBuffer collects a subprocess's output safely.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func scrape(t *testing.T, addr string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// metricValue finds an unlabelled sample or one with exactly these labels.
+func metricValue(body, series string) (string, bool) {
+	sc := bufio.NewScanner(strings.NewReader(body))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, series+" ") {
+			return strings.TrimPrefix(line, series+" "), true
+		}
+	}
+	return "", false
+}
+
+func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func TestServeSurvivesDatabaseStopAndRestart(t *testing.T) {
+	bin := buildBinary(t)
+	const password = "s3cret-Pa55word"
+	dbURL := withPassword(t, newDatabase(t, balancedTable...), password)
+	addr := freeAddress(t)
+	cmd := exec.Command(bin, "serve")
+	cmd.Env = append(os.Environ(),
+		"PGCAPACITY_DATABASE_URL="+dbURL,
+		"PGCAPACITY_LISTEN_ADDRESS="+addr,
+		"PGCAPACITY_STATS_INTERVAL=1s",
+		"PGCAPACITY_SIZES_INTERVAL=1s",
+		"PGCAPACITY_QUERY_TIMEOUT=2s",
+		"PGCAPACITY_LOG_LEVEL=debug",
+	)
+	var logs lockedBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("serve output:\n%s", logs.String())
+		}
+	})
+
+	eventually(t, "readiness", 30*time.Second, func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	_, body := scrape(t, addr)
+	if v, _ := metricValue(body, "pgcapacity_up"); v != "1" {
+		t.Fatalf("pgcapacity_up %q with the database up", v)
+	}
+	if v, _ := metricValue(body, `pgcapacity_table_live_rows{schema="public",table="session"}`); v != "2000" {
+		t.Fatalf("live rows %q", v)
+	}
+
+	// At most two connections, named pgcapacity.
+	conn, err := pgx.Connect(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sessions int
+	if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgcapacity'`).Scan(&sessions); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(context.Background())
+	if sessions < 1 || sessions > 2 {
+		t.Errorf("%d pgcapacity sessions, want 1 or 2", sessions)
+	}
+
+	if err := cluster.StopServer(); err != nil {
+		t.Fatal(err)
+	}
+	restarted := false
+	t.Cleanup(func() {
+		if !restarted {
+			_ = cluster.StartServer(context.Background())
+		}
+	})
+	eventually(t, "pgcapacity_up 0 with the database down", 30*time.Second, func() bool {
+		status, body := scrape(t, addr)
+		up, _ := metricValue(body, "pgcapacity_up")
+		stats, _ := metricValue(body, `pgcapacity_collector_success{collector="stats"}`)
+		return status == http.StatusOK && up == "0" && stats == "0"
+	})
+	if err := cluster.StartServer(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	restarted = true
+	eventually(t, "pgcapacity_up 1 after the restart", 30*time.Second, func() bool {
+		_, body := scrape(t, addr)
+		up, _ := metricValue(body, "pgcapacity_up")
+		stats, _ := metricValue(body, `pgcapacity_collector_success{collector="stats"}`)
+		sizes, _ := metricValue(body, `pgcapacity_collector_success{collector="sizes"}`)
+		return up == "1" && stats == "1" && sizes == "1"
+	})
+	_, body = scrape(t, addr)
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("serve exited with %v after SIGTERM", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop within 15 s of SIGTERM")
+	}
+	out := logs.String()
+	if !strings.Contains(out, "collector round failed") || !strings.Contains(out, "collector recovered") {
+		t.Errorf("the outage and the recovery were not logged:\n%s", out)
+	}
+	if strings.Contains(out, password) || strings.Contains(body, password) {
+		t.Error("the connection password appeared in the logs or metrics")
+	}
+}
+
+func TestConfigurationErrorsExit2NamingTheVariable(t *testing.T) {
+	tests := []struct {
+		variable, value, want string
+	}{
+		{"PGCAPACITY_STATS_INTERVAL", "soon", "PGCAPACITY_STATS_INTERVAL"},
+		{"PGCAPACITY_SKEW_RATIO", "four", "PGCAPACITY_SKEW_RATIO"},
+		{"PGCAPACITY_PARTITION_DETAIL", "maybe", "PGCAPACITY_PARTITION_DETAIL"},
+		{"PGCAPACITY_TABLES", "a.b.c", "PGCAPACITY_TABLES"},
+		{"PGCAPACITY_LOG_LEVEL", "loud", "PGCAPACITY_LOG_LEVEL"},
+		{"PGCAPACITY_DATABASE_URL", "postgres://u:hunter2@[::1", "PGCAPACITY_DATABASE_URL"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.variable, func(t *testing.T) {
+			t.Setenv(tc.variable, tc.value)
+			var stdout, stderr bytes.Buffer
+			code := run([]string{"check"}, &stdout, &stderr)
+			msg := stderr.String()
+			if code != exitError || !strings.Contains(msg, tc.want) || strings.Count(strings.TrimSpace(msg), "\n") != 0 {
+				t.Errorf("exit %d, stderr %q", code, msg)
+			}
+			if strings.Contains(msg, "hunter2") {
+				t.Errorf("the password was echoed: %q", msg)
+			}
+		})
+	}
+	t.Run("missing database URL", func(t *testing.T) {
+		t.Setenv("PGCAPACITY_DATABASE_URL", "")
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{"serve"}, &stdout, &stderr); code != exitError || !strings.Contains(stderr.String(), "PGCAPACITY_DATABASE_URL: is not set") {
+			t.Errorf("exit %d, stderr %q", code, stderr.String())
+		}
+	})
+}
+
+func TestCheckExitCodes(t *testing.T) {
+	skewed := append(append([]string{}, balancedTable[:3]...),
+		`INSERT INTO session SELECT '11111111-1111-1111-1111-111111111111', g FROM generate_series(1, 5000) g`,
+		`INSERT INTO session SELECT gen_random_uuid(), g FROM generate_series(5001, 5400) g`,
+		`CREATE TABLE session_p2 (LIKE session_p0)`, // a plain table beside them
+		`ANALYZE session`,
+	)
+	// Four partitions so the median is not the skewed one.
+	skewed[0] = strings.Replace(skewed[0], "(tenant_id)", "(tenant_id)", 1)
+	skewed[1] = `CREATE TABLE session_p0 PARTITION OF session FOR VALUES WITH (MODULUS 4, REMAINDER 0)`
+	skewed[2] = `CREATE TABLE session_p1 PARTITION OF session FOR VALUES WITH (MODULUS 4, REMAINDER 1)`
+	skewed = append(skewed[:3], append([]string{
+		`CREATE TABLE session_p3 PARTITION OF session FOR VALUES WITH (MODULUS 4, REMAINDER 2)`,
+		`CREATE TABLE session_p4 PARTITION OF session FOR VALUES WITH (MODULUS 4, REMAINDER 3)`,
+	}, skewed[3:]...)...)
+
+	tests := []struct {
+		name     string
+		dbURL    func() string
+		args     []string
+		wantCode int
+		want     string
+	}{
+		{"balanced table: no rule holds", func() string { return newDatabase(t, balancedTable...) }, nil, exitOK, "No rule holds now."},
+		{"skewed table: the skew rule holds", func() string { return newDatabase(t, skewed...) }, nil, exitFinding, "HOLDS  PartitionSkewHigh"},
+		{"json", func() string { return newDatabase(t, skewed...) }, []string{"--json"}, exitFinding, `"rule": "PartitionSkewHigh"`},
+		{"unreachable database", func() string { return "postgres://nobody@127.0.0.1:1/none?connect_timeout=2" }, nil, exitError, "is the server up"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("PGCAPACITY_DATABASE_URL", tc.dbURL())
+			var stdout, stderr bytes.Buffer
+			code := run(append([]string{"check"}, tc.args...), &stdout, &stderr)
+			if code != tc.wantCode || !strings.Contains(stdout.String()+stderr.String(), tc.want) {
+				t.Errorf("exit %d (want %d)\nstdout:\n%s\nstderr:\n%s", code, tc.wantCode, stdout.String(), stderr.String())
+			}
+		})
+	}
+}
+
+func TestHelpListsEveryVariable(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"help"}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{"serve", "check", "demo", "PGCAPACITY_DATABASE_URL", "PGCAPACITY_SKEW_RATIO", "PGCAPACITY_PARTITION_DETAIL", ":9842"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("help lacks %q", want)
+		}
+	}
+}
