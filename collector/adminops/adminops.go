@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // The checks, in report order. Their names are part of the metric contract.
@@ -67,6 +69,10 @@ type Parameters struct {
 
 // parameterNames are the named parameters a query may use, in documentation order.
 var parameterNames = []string{"now", "stale_invitation_age", "review_interval", "min_admins"}
+
+// NamedArgs binds p to a query as written, for tools that run a check's
+// query themselves (EXPLAIN in the benchmark).
+func (p Parameters) NamedArgs() pgx.NamedArgs { return p.values() }
 
 func (p Parameters) values() map[string]any {
 	return map[string]any{
