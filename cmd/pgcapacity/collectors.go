@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/sigid/pgcapacity/collector"
+	"github.com/sigid/pgcapacity/collector/probes"
 	"github.com/sigid/pgcapacity/internal/config"
 )
 
@@ -18,5 +19,10 @@ func buildCollectors(env *environment) ([]collector.Collector, error) {
 		collector.NewStats(sel, cfg.StatsInterval.D(), cfg.PartitionDetail),
 		collector.NewSizes(sel, cfg.SizesInterval.D(), cfg.PartitionDetail),
 	}
+	pr, err := probes.NewFromConfig(cfg, env.logger) // refuses a bad probes file at start
+	if err != nil {
+		return nil, err
+	}
+	cs = append(cs, pr)
 	return cs, nil
 }
