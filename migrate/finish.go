@@ -1,0 +1,162 @@
+package migrate
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+func dropStateSQL(n names) []string {
+	return []string{
+		fmt.Sprintf("DROP TABLE IF EXISTS %s", n.logTable),
+		fmt.Sprintf("DROP FUNCTION IF EXISTS %s()", n.captureFunc),
+		fmt.Sprintf("DROP FUNCTION IF EXISTS %s()", n.guardFunc),
+	}
+}
+
+// dropOldSQL removes the retained original after the rollback period.
+func dropOldSQL(n names, live, retained string) []string {
+	s := dropCaptureSQL(n, live, nil)
+	s = append(s, fmt.Sprintf("DROP TABLE %s", retained))
+	return append(s, dropStateSQL(n)...)
+}
+
+// abortSQL removes everything a migration created before its swap.
+func abortSQL(n names, live string, liveParts []string, newTable string) []string {
+	s := dropCaptureSQL(n, live, liveParts)
+	s = append(s, fmt.Sprintf("DROP TABLE IF EXISTS %s", newTable))
+	return append(s, dropStateSQL(n)...)
+}
+
+// DropOld drops the retained original once the rollback period has passed
+// since the swap, with its capture triggers and change log.
+func (m *Migrator) DropOld(ctx context.Context, id int64, rollbackPeriod time.Duration, opts CopyOptions) error {
+	opts = opts.withDefaults()
+	mig, err := loadMigration(ctx, m.pool, id, false)
+	if err != nil {
+		return err
+	}
+	switch mig.Phase {
+	case PhaseDropped:
+		m.logger.Info("already dropped", "id", id)
+		return nil
+	case PhaseSwapped:
+	default:
+		return fmt.Errorf("migration %d is %s: drop-old applies only to a swapped migration", id, mig.Phase)
+	}
+	if deadline := mig.SwappedAt.Add(rollbackPeriod); m.now().Before(deadline) {
+		return fmt.Errorf("migration %d was swapped at %s and the rollback period (%s) runs until %s: the original stays until then so the swap can be rolled back; rerun after that, or pass a shorter --rollback-period if the release owners agreed",
+			id, mig.SwappedAt.UTC().Format(time.RFC3339), rollbackPeriod, deadline.UTC().Format(time.RFC3339))
+	}
+	lock, err := lockTable(ctx, m.pool, mig.OriginalOID)
+	if err != nil {
+		return err
+	}
+	defer lock.release()
+	if mig.PostSwapPending {
+		if err := m.postSwap(ctx, id, opts); err != nil {
+			return err
+		}
+	}
+	err = m.retry(ctx, "drop-old", opts.Retries, func() error {
+		return m.inTx(ctx, m.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", opts.LockTimeout.Milliseconds())); err != nil {
+				return err
+			}
+			live, err := tableByOID(ctx, tx, *mig.NewOID)
+			if err != nil {
+				return err
+			}
+			retained, err := relName(ctx, tx, mig.OriginalOID)
+			if err != nil {
+				return err
+			}
+			var parts []string
+			for _, p := range live.Partitions {
+				parts = append(parts, qi(live.Schema, p.Name))
+			}
+			n := newNames(id, live, mig.ToPartitions)
+			stmts := append(dropCaptureSQL(n, live.Qualified(), parts), fmt.Sprintf("DROP TABLE %s", retained))
+			stmts = append(stmts, dropStateSQL(n)...)
+			if _, err := tx.Exec(ctx, strings.Join(stmts, ";\n")); err != nil {
+				return fmt.Errorf("dropping the original: %w", err)
+			}
+			if _, err := tx.Exec(ctx, `UPDATE pgcapacity.migration SET phase = $2, finished_at = now(), last_error = NULL WHERE id = $1`, id, PhaseDropped); err != nil {
+				return err
+			}
+			return recordEvent(ctx, tx, id, "drop_old", "dropped "+retained)
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("drop-old of migration %d: %w", id, err)
+	}
+	return nil
+}
+
+// Abort removes everything the migration created before a swap (or after
+// a rollback); the original table is left as it was.
+func (m *Migrator) Abort(ctx context.Context, id int64, opts CopyOptions) error {
+	opts = opts.withDefaults()
+	mig, err := loadMigration(ctx, m.pool, id, false)
+	if err != nil {
+		return err
+	}
+	switch mig.Phase {
+	case PhaseAborted:
+		m.logger.Info("already aborted", "id", id)
+		return nil
+	case PhaseSwapped:
+		return fmt.Errorf("migration %d is swapped: roll it back first (`pgcapacity migrate rollback %d`), then abort", id, id)
+	case PhaseDropped:
+		return fmt.Errorf("migration %d is finished (the original was dropped): nothing to abort", id)
+	}
+	lock, err := lockTable(ctx, m.pool, mig.OriginalOID)
+	if err != nil {
+		return err
+	}
+	defer lock.release()
+	err = m.retry(ctx, "abort", opts.Retries, func() error {
+		return m.inTx(ctx, m.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", opts.LockTimeout.Milliseconds())); err != nil {
+				return err
+			}
+			orig, err := tableByOID(ctx, tx, mig.OriginalOID)
+			if err != nil {
+				return err
+			}
+			var parts []string
+			for _, p := range orig.Partitions {
+				parts = append(parts, qi(orig.Schema, p.Name))
+			}
+			n := newNames(id, orig, mig.ToPartitions)
+			newTable := ""
+			if mig.NewOID != nil {
+				if newTable, err = relName(ctx, tx, *mig.NewOID); err != nil {
+					return err
+				}
+			}
+			stmts := dropCaptureSQL(n, orig.Qualified(), parts)
+			if newTable != "" {
+				stmts = append(stmts, "DROP TABLE "+newTable)
+			}
+			stmts = append(stmts, dropStateSQL(n)...)
+			if _, err := tx.Exec(ctx, strings.Join(stmts, ";\n")); err != nil {
+				return fmt.Errorf("removing the migration's objects: %w", err)
+			}
+			if _, err := tx.Exec(ctx, `DELETE FROM pgcapacity.copy_progress WHERE migration_id = $1`, id); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `UPDATE pgcapacity.migration SET phase = $2, finished_at = now(), last_error = NULL WHERE id = $1`, id, PhaseAborted); err != nil {
+				return err
+			}
+			return recordEvent(ctx, tx, id, "abort", "removed "+newTable+", the change log and the capture triggers")
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("abort of migration %d: %w", id, err)
+	}
+	return nil
+}

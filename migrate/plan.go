@@ -1,0 +1,471 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/sigid/pgcapacity/internal/config"
+)
+
+// PlanRequest asks for a plan to move a table to a partition count.
+type PlanRequest struct {
+	Schema              string
+	Table               string
+	Partitions          int
+	ForceDecreaseReason string // non-empty: a decrease proceeds whatever the rules say, and the reason is recorded
+	Thresholds          config.Thresholds
+	TenantColumn        string
+	// AssumedRowsPerSecond is the copy rate the time estimate uses.
+	AssumedRowsPerSecond float64
+}
+
+// Plan is what a migration would do, and whether it may.
+type Plan struct {
+	Table                 *Table
+	AssumedID             int64
+	From, To              int
+	Rows                  float64
+	RowsPerPartitionNow   float64
+	RowsPerPartitionAfter float64
+	TenantColumn          string
+	TenantIndexBytes      int64
+	TenantIndexNow        float64 // per partition
+	TenantIndexAfter      float64 // per partition
+	SharedBuffersBytes    int64
+	AssumedRowsPerSecond  float64
+	EstimatedCopy         time.Duration
+	Relation              string
+	Decrease              *DecreaseCheck
+	Refusals              []string
+	Notes                 []string
+	Steps                 []Step
+}
+
+// DecreaseCheck is the evaluation of the rule that allows a decrease.
+type DecreaseCheck struct {
+	PlanningShare      *float64 // share of planning in total time of statements on the table; nil: no data
+	PlanningShareLimit float64
+	PlanningNote       string
+	PlanningHolds      bool
+	VacuumLag          time.Duration
+	VacuumLagLimit     time.Duration
+	VacuumLagHolds     bool
+	IndexShareAfter    float64
+	IndexShareLimit    float64
+	IndexFits          bool
+	Forced             string
+}
+
+// Step is one step of the procedure and its exact SQL.
+type Step struct {
+	Name string
+	Note string
+	SQL  []string
+}
+
+// Plan reads the table and builds the plan; refusals are in Plan.Refusals.
+func (m *Migrator) Plan(ctx context.Context, req PlanRequest) (*Plan, error) {
+	if req.Table == "" {
+		return nil, errors.New("--table is required: name the hash-partitioned table to change")
+	}
+	if req.Partitions < 1 {
+		return nil, fmt.Errorf("--partitions %d is not a partition count: give the target number of hash partitions, such as 32", req.Partitions)
+	}
+	if req.AssumedRowsPerSecond <= 0 {
+		req.AssumedRowsPerSecond = 50000
+	}
+	var plan *Plan
+	err := m.inTx(ctx, m.pool, func(tx pgx.Tx) error {
+		if req.Schema == "" {
+			if err := tx.QueryRow(ctx, `SELECT coalesce((SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+				WHERE c.relname = $1 AND n.nspname = ANY (pg_catalog.current_schemas(false)) ORDER BY array_position(pg_catalog.current_schemas(false), n.nspname) LIMIT 1), 'public')`, req.Table).Scan(&req.Schema); err != nil {
+				return fmt.Errorf("resolving the schema of %q: %w", req.Table, err)
+			}
+		}
+		t, err := ReadTable(ctx, tx, req.Schema, req.Table)
+		if err != nil {
+			return err
+		}
+		plan, err = m.buildPlan(ctx, tx, t, req)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return plan, nil
+}
+
+func (m *Migrator) buildPlan(ctx context.Context, tx pgx.Tx, t *Table, req PlanRequest) (*Plan, error) {
+	p := &Plan{Table: t, From: len(t.Partitions), To: req.Partitions, Rows: t.Rows(), AssumedRowsPerSecond: req.AssumedRowsPerSecond}
+	p.Refusals = append(p.Refusals, t.Problems...)
+	var version int
+	if err := tx.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&version); err != nil {
+		return nil, fmt.Errorf("reading the server version: %w", err)
+	}
+	if version < 140000 {
+		p.Refusals = append(p.Refusals, "PostgreSQL 14 or newer is needed (block-range copy uses TID range scans)")
+	}
+	if len(t.Problems) > 0 && (t.Strategy != "h" || len(t.Partitions) == 0) {
+		return p, nil
+	}
+	if p.To == p.From {
+		p.Refusals = append(p.Refusals, fmt.Sprintf("%s already has %d partitions", t.Qualified(), p.From))
+	}
+	if err := tx.QueryRow(ctx, `SELECT coalesce((SELECT max(id) + 1 FROM pgcapacity.migration), 1)`).Scan(&p.AssumedID); err != nil {
+		if !isUndefinedTable(err) {
+			return nil, err
+		}
+		p.AssumedID = 1
+	}
+	if err := tx.QueryRow(ctx, `SELECT pg_catalog.pg_size_bytes(current_setting('shared_buffers'))`).Scan(&p.SharedBuffersBytes); err != nil {
+		return nil, fmt.Errorf("reading shared_buffers: %w", err)
+	}
+	p.TenantColumn = tenantColumn(t, req.TenantColumn)
+	for _, ix := range t.Indexes {
+		if ix.LeadColumn != "" && ix.LeadColumn == p.TenantColumn {
+			p.TenantIndexBytes += ix.Bytes
+		}
+	}
+	if p.From > 0 {
+		p.RowsPerPartitionNow = p.Rows / float64(p.From)
+		p.TenantIndexNow = float64(p.TenantIndexBytes) / float64(p.From)
+	}
+	if p.To > 0 {
+		p.RowsPerPartitionAfter = p.Rows / float64(p.To)
+		p.TenantIndexAfter = float64(p.TenantIndexBytes) / float64(p.To)
+	}
+	p.EstimatedCopy = time.Duration(p.Rows / req.AssumedRowsPerSecond * float64(time.Second))
+	p.Relation = relation(p.From, p.To)
+	if p.To < p.From {
+		d, err := decreaseCheck(ctx, tx, t, p, req)
+		if err != nil {
+			return nil, err
+		}
+		p.Decrease = d
+		if req.ForceDecreaseReason == "" {
+			if !d.PlanningHolds && !d.VacuumLagHolds {
+				p.Refusals = append(p.Refusals, fmt.Sprintf("a decrease needs planning or autovacuum overhead to be the bottleneck now, and neither rule holds (planning share %s, limit %.0f%%; worst vacuum lag %s, limit %s): pass --force-decrease \"reason\" to override",
+					fmtShare(d.PlanningShare, d.PlanningNote), d.PlanningShareLimit*100, d.VacuumLag.Round(time.Second), d.VacuumLagLimit))
+			}
+			if !d.IndexFits {
+				p.Refusals = append(p.Refusals, fmt.Sprintf("after the merge each partition's tenant indexes would take %.1f%% of shared_buffers, above the %.0f%% limit (PGCAPACITY_DECREASE_INDEX_SHARE): choose more partitions or pass --force-decrease \"reason\"",
+					d.IndexShareAfter*100, d.IndexShareLimit*100))
+			}
+		} else {
+			d.Forced = req.ForceDecreaseReason
+		}
+	}
+	if len(commonReloptions(t)) == 0 && len(t.Partitions) > 0 && len(t.Partitions[0].Reloptions) > 0 {
+		p.Notes = append(p.Notes, "the partitions have different storage parameters: the new partitions get none; set them after the swap")
+	}
+	if t.ReplicaIdentity == "i" {
+		p.Notes = append(p.Notes, "REPLICA IDENTITY USING INDEX is not carried: set it on the new table after the swap")
+	}
+	for _, fk := range t.ReferencingFKs {
+		if !fk.Validated {
+			p.Notes = append(p.Notes, fmt.Sprintf("foreign key %s on %s is NOT VALID today; after the swap it is validated", qi(fk.Name), qi(fk.Schema, fk.Table)))
+		}
+	}
+	if len(p.Refusals) == 0 {
+		steps, err := planSteps(t, p)
+		if err != nil {
+			return nil, err
+		}
+		p.Steps = steps
+	}
+	return p, nil
+}
+
+func tenantColumn(t *Table, configured string) string {
+	for _, c := range t.Columns {
+		if c.Name == configured {
+			return configured
+		}
+	}
+	if len(t.KeyColumns) > 0 {
+		return t.KeyColumns[0]
+	}
+	return configured
+}
+
+func relation(from, to int) string {
+	switch {
+	case from <= 0 || to <= 0:
+		return ""
+	case to%from == 0:
+		return fmt.Sprintf("%d is a multiple of %d: each new partition draws from exactly one original partition (new i from original i mod %d), so copy, checkpoint and validation go partition by partition and each original partition is read once into %d new ones.", to, from, from, to/from)
+	case from%to == 0:
+		return fmt.Sprintf("%d divides %d: each original partition goes whole into one new partition (original j into new j mod %d), so copy, checkpoint and validation go partition by partition.", to, from, to)
+	default:
+		g := gcd(from, to)
+		return fmt.Sprintf("%d is neither a multiple nor a divisor of %d: the rows of each original partition spread over %d new partitions and each new partition draws from %d original ones, so every batch writes across many partitions and validation reads every original partition against several new ones. It works; %s would be cheaper.",
+			to, from, to/g, from/g, cheaperTargets(from, to))
+	}
+}
+
+// cheaperTargets names the multiples or divisors of from nearest to to.
+func cheaperTargets(from, to int) string {
+	var c []string
+	if to > from {
+		if lo := to / from * from; lo > from {
+			c = append(c, strconv.Itoa(lo))
+		}
+		c = append(c, strconv.Itoa((to+from-1)/from*from))
+	} else {
+		for d := to; d >= 1; d-- {
+			if from%d == 0 {
+				c = append(c, strconv.Itoa(d))
+				break
+			}
+		}
+		for d := to + 1; d < from; d++ {
+			if from%d == 0 {
+				c = append(c, strconv.Itoa(d))
+				break
+			}
+		}
+	}
+	return strings.Join(c, " or ")
+}
+
+var regexpSpecial = regexp.MustCompile(`[\\^$.|?*+()\[\]{}]`)
+
+func decreaseCheck(ctx context.Context, tx pgx.Tx, t *Table, p *Plan, req PlanRequest) (*DecreaseCheck, error) {
+	d := &DecreaseCheck{
+		PlanningShareLimit: req.Thresholds.PlanningShare,
+		VacuumLagLimit:     req.Thresholds.WriteRetentionTarget.D(),
+		IndexShareLimit:    req.Thresholds.DecreaseIndexShare,
+	}
+	var lagSeconds float64
+	if err := tx.QueryRow(ctx, `
+		SELECT coalesce(max(CASE WHEN s.n_dead_tup > thr.rows
+		         THEN extract(epoch FROM now() - coalesce(greatest(s.last_vacuum, s.last_autovacuum), pg_catalog.pg_postmaster_start_time())) ELSE 0 END), 0)::float8
+		FROM pg_catalog.pg_inherits i
+		JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+		JOIN pg_catalog.pg_stat_user_tables s ON s.relid = c.oid
+		CROSS JOIN LATERAL (SELECT
+		  coalesce((SELECT o.option_value::float8 FROM pg_catalog.pg_options_to_table(c.reloptions) o WHERE o.option_name = 'autovacuum_vacuum_threshold'),
+		           current_setting('autovacuum_vacuum_threshold')::float8)
+		  + coalesce((SELECT o.option_value::float8 FROM pg_catalog.pg_options_to_table(c.reloptions) o WHERE o.option_name = 'autovacuum_vacuum_scale_factor'),
+		           current_setting('autovacuum_vacuum_scale_factor')::float8) * greatest(c.reltuples, 0) AS rows) thr
+		WHERE i.inhparent = $1`, t.OID).Scan(&lagSeconds); err != nil {
+		return nil, fmt.Errorf("reading autovacuum lag: %w", err)
+	}
+	d.VacuumLag = time.Duration(lagSeconds * float64(time.Second))
+	d.VacuumLagHolds = d.VacuumLagLimit > 0 && d.VacuumLag > d.VacuumLagLimit
+
+	var pgssSchema string
+	err := tx.QueryRow(ctx, `SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_stat_statements'`).Scan(&pgssSchema)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		d.PlanningNote = "pg_stat_statements is not installed in this database"
+	case err != nil:
+		return nil, fmt.Errorf("looking for pg_stat_statements: %w", err)
+	default:
+		var plan, total *float64
+		var statements int64
+		pattern := `\m` + regexpSpecial.ReplaceAllString(t.Name, `\$0`) + `\M`
+		err := tx.QueryRow(ctx, fmt.Sprintf(`SELECT sum(total_plan_time), sum(total_plan_time + total_exec_time), count(*)
+			FROM %s WHERE dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) AND query ~* $1`, qi(pgssSchema, "pg_stat_statements")),
+			pattern).Scan(&plan, &total, &statements)
+		if err != nil {
+			d.PlanningNote = "pg_stat_statements cannot be read: " + err.Error()
+			break
+		}
+		if statements == 0 || total == nil || *total == 0 {
+			d.PlanningNote = "pg_stat_statements has no statements on this table yet"
+			break
+		}
+		share := *plan / *total
+		d.PlanningShare = &share
+		d.PlanningHolds = share > d.PlanningShareLimit
+		var track string
+		if err := tx.QueryRow(ctx, `SELECT coalesce(current_setting('pg_stat_statements.track_planning', true), 'off')`).Scan(&track); err == nil && track != "on" {
+			d.PlanningNote = "pg_stat_statements.track_planning is off, so planning time reads as zero"
+		}
+	}
+	if p.SharedBuffersBytes > 0 {
+		d.IndexShareAfter = p.TenantIndexAfter / float64(p.SharedBuffersBytes)
+	}
+	d.IndexFits = d.IndexShareAfter < d.IndexShareLimit
+	return d, nil
+}
+
+func fmtShare(s *float64, note string) string {
+	if s == nil {
+		return "unknown: " + note
+	}
+	return fmt.Sprintf("%.1f%%", *s*100)
+}
+
+func planSteps(t *Table, p *Plan) ([]Step, error) {
+	n := newNames(p.AssumedID, t, p.To)
+	create, err := createNewTableSQL(t, n, t.Owner)
+	if err != nil {
+		return nil, err
+	}
+	setup, err := captureSetupSQL(t, n)
+	if err != nil {
+		return nil, err
+	}
+	var parts []string
+	for _, part := range t.Partitions {
+		parts = append(parts, qi(t.Schema, part.Name))
+	}
+	first := qi(t.Schema, t.Partitions[0].Name)
+	rp := replaySQL(t, n, t.Qualified(), n.newQualified())
+	in := planSwapInput(t, n, p.To)
+	swap, err := swapScript(in)
+	if err != nil {
+		return nil, err
+	}
+	lockStmt := lockSQL(t, t.Qualified(), n.newQualified())
+	return []Step{
+		{Name: "start: record the migration", Note: "in the pgcapacity schema, with the reason, requester and approver; the same transaction creates the new table and installs capture",
+			SQL: []string{`INSERT INTO pgcapacity.migration (schema_name, table_name, original_oid, ..., reason, requester, approver) VALUES ($1, $2, $3, ...) RETURNING id`}},
+		{Name: "start: create the new partitioned table", SQL: create},
+		{Name: "start: install change capture on the original, before any row is copied", Note: "taking the trigger lock waits for in-flight writes, so every write after it is captured",
+			SQL: append(setup, installCaptureSQL(n, t.Qualified(), parts)...)},
+		{Name: "start: copy each original partition in block-range batches", Note: fmt.Sprintf("one short transaction per batch with its checkpoint; for each of the %d original partitions, up to the block count measured after capture began (rows written later arrive through capture); shown for %s", p.From, first),
+			SQL: []string{copyBatchSQL(t, n, first), checkpointSQL}},
+		{Name: "start/resume: replay captured changes until the backlog is small", Note: "one transaction per batch; each key is resynchronised from the live table's current row",
+			SQL: []string{rp.take, rp.remove, rp.insert}},
+		{Name: "validate: counts and checksums per new partition, constraints and indexes", Note: "in one snapshot; keys with changes still in the log are left out on both sides; shown for the first partitions",
+			SQL: []string{validateOriginalSQL(t, n, first), validateNewSQL(t, n, qi(t.Schema, n.newPartitionShadow(0)))}},
+		{Name: "swap: one transaction holding the locks", Note: "lock_timeout with retries; then the final replay (above) until the log is empty, the count check, and:",
+			SQL: append(append([]string{"SET LOCAL lock_timeout = '2s'", lockStmt}, fmt.Sprintf("SELECT (SELECT count(*) FROM %s), (SELECT count(*) FROM %s)", t.Qualified(), n.newQualified())), swap...)},
+		{Name: "swap: after the commit", Note: "foreign keys are validated without blocking writes; per-leaf keys of partitioned referencing tables are then attached to a parent constraint",
+			SQL: append(fkFinishExample(t), "ANALYZE "+t.Qualified())},
+		{Name: "rollback", Note: "the swap in the other direction, with the same locks, final replay and checks: the original takes its names back, reverse capture stops, capture to the new table resumes"},
+		{Name: "drop-old (after the rollback period)", SQL: dropOldSQL(n, t.Qualified(), qi(t.Schema, n.retained))},
+		{Name: "abort (before the swap)", SQL: abortSQL(n, t.Qualified(), parts, n.newQualified())},
+	}, nil
+}
+
+func fkFinishExample(t *Table) []string {
+	var s []string
+	for _, fk := range t.ReferencingFKs {
+		if fk.Partitioned {
+			for _, leaf := range fk.LeafPartitions {
+				s = append(s, fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", leaf.Name, qi(fk.Name)))
+			}
+			s = append(s, fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", qi(fk.Schema, fk.Table), qi(fk.Name), strings.TrimSuffix(fk.Def, " NOT VALID")))
+		} else {
+			s = append(s, fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", qi(fk.Schema, fk.Table), qi(fk.Name)))
+		}
+	}
+	return s
+}
+
+// planSwapInput builds the swap input from the current definition alone,
+// for display: the names the new table's objects will have are predicted.
+func planSwapInput(t *Table, n names, to int) swapInput {
+	in := swapInput{n: n, live: t, liveAfter: qi(t.Schema, n.retained), shadowTriggers: map[string]bool{}, shadowPolicies: map[string]bool{}}
+	in.renamesLive = append(in.renamesLive, rename{"p", t.Schema, t.Name, n.retained})
+	for _, p := range t.Partitions {
+		in.livePartitions = append(in.livePartitions, qi(t.Schema, p.Name))
+		in.renamesLive = append(in.renamesLive, rename{"r", t.Schema, p.Name, shadowOldName(n.id, p.Name)})
+		for _, ix := range p.Indexes {
+			in.renamesLive = append(in.renamesLive, rename{"i", t.Schema, ix.Name, shadowOldName(n.id, ix.Name)})
+		}
+	}
+	for _, ix := range t.Indexes {
+		in.renamesLive = append(in.renamesLive, rename{"I", t.Schema, ix.Name, shadowOldName(n.id, ix.Name)})
+	}
+	in.renamesShadow = append(in.renamesShadow, rename{"p", t.Schema, n.newTable, t.Name})
+	for i := 0; i < to; i++ {
+		in.renamesShadow = append(in.renamesShadow, rename{"r", t.Schema, n.newPartitionShadow(i), n.newPartitionLive(i)})
+		in.shadowPartitions = append(in.shadowPartitions, qi(t.Schema, n.newPartitionLive(i)))
+	}
+	for _, ix := range t.Indexes {
+		src := ix.Name
+		if ix.Constraint != "" {
+			src = ix.Constraint
+		}
+		in.renamesShadow = append(in.renamesShadow, rename{"I", t.Schema, shadowNewName(n.id, src), ix.Name})
+	}
+	for _, s := range t.Sequences {
+		if s.Identity {
+			in.renamesLive = append(in.renamesLive, rename{"S", s.Schema, s.Name, shadowOldName(n.id, s.Name)})
+			in.renamesShadow = append(in.renamesShadow, rename{"S", s.Schema, "<identity sequence of the new table>", s.Name})
+		}
+	}
+	return in
+}
+
+func lockSQL(t *Table, live, shadow string) string {
+	s := fmt.Sprintf("LOCK TABLE %s, %s IN ACCESS EXCLUSIVE MODE", live, shadow)
+	for _, fk := range t.ReferencingFKs {
+		s += fmt.Sprintf("; LOCK TABLE %s IN ACCESS EXCLUSIVE MODE", qi(fk.Schema, fk.Table))
+	}
+	for _, v := range t.Views {
+		s += fmt.Sprintf("; LOCK TABLE %s IN ACCESS EXCLUSIVE MODE", qi(v.Schema, v.Name))
+	}
+	return s
+}
+
+// Print writes the plan for a person.
+func (p *Plan) Print(w io.Writer) {
+	t := p.Table
+	fmt.Fprintf(w, "table:                 %s\n", t.Qualified())
+	fmt.Fprintf(w, "partitions:            %d -> %d\n", p.From, p.To)
+	if len(t.Key) > 0 {
+		fmt.Fprintf(w, "capture key:           (%s) from %s\n", strings.Join(t.Key, ", "), t.KeyName)
+	}
+	fmt.Fprintf(w, "rows (estimate):       %.0f\n", p.Rows)
+	fmt.Fprintf(w, "rows per partition:    %.0f now, %.0f after\n", p.RowsPerPartitionNow, p.RowsPerPartitionAfter)
+	fmt.Fprintf(w, "tenant indexes (%s):  %s in all; per partition %s now, %s after; shared_buffers %s (%.1f%% after)\n",
+		p.TenantColumn, bytesHuman(float64(p.TenantIndexBytes)), bytesHuman(p.TenantIndexNow), bytesHuman(p.TenantIndexAfter),
+		bytesHuman(float64(p.SharedBuffersBytes)), 100*p.TenantIndexAfter/max(float64(p.SharedBuffersBytes), 1))
+	fmt.Fprintf(w, "estimated copy time:   %s (at %.0f rows/s; measure yours with bench/migrate)\n", p.EstimatedCopy.Round(time.Second), p.AssumedRowsPerSecond)
+	if p.Relation != "" {
+		fmt.Fprintf(w, "\n%s\n", p.Relation)
+	}
+	if d := p.Decrease; d != nil {
+		fmt.Fprintf(w, "\ndecrease rule: planning share %s (holds above %.0f%%: %v); worst autovacuum lag %s (holds above %s: %v); tenant indexes per partition after the merge %.1f%% of shared_buffers (limit %.0f%%: fits %v)\n",
+			fmtShare(d.PlanningShare, d.PlanningNote), d.PlanningShareLimit*100, d.PlanningHolds, d.VacuumLag.Round(time.Second), d.VacuumLagLimit, d.VacuumLagHolds,
+			d.IndexShareAfter*100, d.IndexShareLimit*100, d.IndexFits)
+		if d.Forced != "" {
+			fmt.Fprintf(w, "decrease forced: %s\n", d.Forced)
+		}
+	}
+	fmt.Fprintf(w, "\ncarried at the swap: %d indexes, %d constraints, %d triggers, %d policies (row security %v, forced %v), %d grants, %d referencing foreign keys, %d views, %d publications, %d owned sequences\n",
+		len(t.Indexes), len(t.Constraints), len(t.Triggers), len(t.Policies), t.RowSecurity, t.ForceRowSecurity, len(t.Grants), len(t.ReferencingFKs), len(t.Views), len(t.Publications), len(t.Sequences))
+	for _, n := range p.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+	if len(p.Refusals) > 0 {
+		fmt.Fprintf(w, "\nREFUSED:\n")
+		for _, r := range p.Refusals {
+			fmt.Fprintf(w, "  - %s\n", r)
+		}
+		return
+	}
+	fmt.Fprintf(w, "\nsteps (names assume migration id %d, the next free one):\n", p.AssumedID)
+	for i, s := range p.Steps {
+		fmt.Fprintf(w, "\n%d. %s\n", i+1, s.Name)
+		if s.Note != "" {
+			fmt.Fprintf(w, "   -- %s\n", s.Note)
+		}
+		for _, sql := range s.SQL {
+			fmt.Fprintf(w, "%s;\n", sql)
+		}
+	}
+}
+
+func bytesHuman(b float64) string {
+	units := []string{"B", "kB", "MB", "GB", "TB"}
+	i := 0
+	for b >= 1024 && i < len(units)-1 {
+		b /= 1024
+		i++
+	}
+	return fmt.Sprintf("%.1f %s", b, units[i])
+}

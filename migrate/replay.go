@@ -1,0 +1,151 @@
+package migrate
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// replayBatch consumes up to limit log entries inside tx and resynchronises
+// their keys from the live table into the shadow table.
+func replayBatch(ctx context.Context, tx db, st replayStatements, limit int) (int64, error) {
+	var consumed int64
+	var keys []byte
+	if err := tx.QueryRow(ctx, st.take, limit).Scan(&consumed, &keys); err != nil {
+		return 0, fmt.Errorf("reading the change log: %w", err)
+	}
+	if consumed == 0 {
+		return 0, nil
+	}
+	if _, err := tx.Exec(ctx, st.remove, keys); err != nil {
+		return 0, fmt.Errorf("replaying changes (removing stale rows): %w", err)
+	}
+	if _, err := tx.Exec(ctx, st.insert, keys); err != nil {
+		return 0, fmt.Errorf("replaying changes (copying current rows): %w", err)
+	}
+	return consumed, nil
+}
+
+// backlog counts the change log entries not yet replayed.
+func backlog(ctx context.Context, q db, id int64) (int64, error) {
+	var n int64
+	if err := q.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM %s`, qi(StateSchema, logTableName(id)))).Scan(&n); err != nil {
+		return 0, fmt.Errorf("counting the change log of migration %d: %w", id, err)
+	}
+	return n, nil
+}
+
+// replayState is what a replay loop needs about a migration right now.
+func (m *Migrator) replayState(ctx context.Context, q db, mig *Migration) (*Table, replayStatements, error) {
+	t, err := tableByOID(ctx, q, mig.OriginalOID)
+	if err != nil {
+		return nil, replayStatements{}, err
+	}
+	t.Key = mig.KeyColumns
+	live, err := relName(ctx, q, mig.liveOID())
+	if err != nil {
+		return nil, replayStatements{}, err
+	}
+	shadow, err := relName(ctx, q, mig.shadowOID())
+	if err != nil {
+		return nil, replayStatements{}, err
+	}
+	return t, replaySQL(t, newNames(mig.ID, t, mig.ToPartitions), live, shadow), nil
+}
+
+// catchUp replays the change log into the shadow table until at most
+// opts.BacklogTarget entries remain, then marks a copied migration ready.
+func (m *Migrator) catchUp(ctx context.Context, id int64, opts CopyOptions) error {
+	mig, err := loadMigration(ctx, m.pool, id, false)
+	if err != nil {
+		return err
+	}
+	_, st, err := m.replayState(ctx, m.pool, mig)
+	if err != nil {
+		return err
+	}
+	started := time.Now()
+	var replayed int64
+	lastLog := time.Now()
+	for {
+		if ctx.Err() != nil {
+			return fmt.Errorf("replay of migration %d %w: run `pgcapacity migrate resume %d` to continue", id, ErrInterrupted, id)
+		}
+		var consumed int64
+		bctx := context.WithoutCancel(ctx)
+		err := m.retryConflicts(bctx, func() error {
+			return pgx.BeginFunc(bctx, m.pool, func(tx pgx.Tx) error {
+				var err error
+				consumed, err = replayBatch(bctx, tx, st, opts.BatchSize)
+				return err
+			})
+		})
+		if err != nil {
+			return fmt.Errorf("migration %d: %w", id, err)
+		}
+		replayed += consumed
+		if consumed >= int64(opts.BatchSize) && time.Since(lastLog) < 10*time.Second {
+			continue
+		}
+		left, err := backlog(ctx, m.pool, id)
+		if err != nil {
+			return err
+		}
+		if m.Progress != nil {
+			m.Progress(Progress{ID: id, Phase: mig.Phase, Backlog: left, RowsPerSecond: float64(replayed) / max(time.Since(started).Seconds(), 1e-3)})
+		}
+		if time.Since(lastLog) >= 10*time.Second {
+			m.logger.Info("replaying captured changes", "id", id, "replayed", replayed, "backlog", left)
+			lastLog = time.Now()
+		}
+		if left <= opts.BacklogTarget && consumed < int64(opts.BatchSize) {
+			break
+		}
+	}
+	if mig.Phase == PhaseCatchingUp {
+		if _, err := m.pool.Exec(ctx, `UPDATE pgcapacity.migration SET phase = $2, last_error = NULL WHERE id = $1 AND phase = $3`, id, PhaseReady, PhaseCatchingUp); err != nil {
+			return fmt.Errorf("recording migration %d as ready: %w", id, err)
+		}
+		_ = recordEvent(ctx, m.pool, id, "ready", fmt.Sprintf("caught up: %d changes replayed", replayed))
+		m.logger.Info("caught up: validate, then swap", "id", id, "replayed", replayed)
+	}
+	return nil
+}
+
+// Resume continues migration id from its last checkpoint: the copy, the
+// replay, or the steps after a swap. With follow it keeps replaying (so the
+// shadow table stays current) until ctx ends.
+func (m *Migrator) Resume(ctx context.Context, id int64, opts CopyOptions, follow time.Duration) error {
+	opts = opts.withDefaults()
+	mig, err := loadMigration(ctx, m.pool, id, false)
+	if err != nil {
+		return err
+	}
+	if !mig.Active() {
+		return fmt.Errorf("migration %d is %s: nothing to resume", id, mig.Phase)
+	}
+	lock, err := lockTable(ctx, m.pool, mig.OriginalOID)
+	if err != nil {
+		return err
+	}
+	defer lock.release()
+	if err := m.run(ctx, id, opts); err != nil {
+		return err
+	}
+	for follow > 0 {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(follow):
+		}
+		if err := m.catchUp(ctx, id, opts); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
+}

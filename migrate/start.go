@@ -1,0 +1,483 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/time/rate"
+)
+
+// CopyOptions tune the copy and the replay.
+type CopyOptions struct {
+	BatchSize        int           // rows per copy batch (approximate: batches are block ranges)
+	MaxRowsPerSecond float64       // 0: unlimited
+	Jobs             int           // source partitions copied in parallel
+	BacklogTarget    int64         // catch-up ends when the backlog is at most this
+	LockTimeout      time.Duration // lock_timeout for the short DDL steps
+	Retries          int           // attempts for steps that wait on locks
+}
+
+func (o CopyOptions) withDefaults() CopyOptions {
+	if o.BatchSize <= 0 {
+		o.BatchSize = 10000
+	}
+	if o.Jobs <= 0 {
+		o.Jobs = 1
+	}
+	if o.BacklogTarget <= 0 {
+		o.BacklogTarget = int64(o.BatchSize)
+	}
+	if o.LockTimeout <= 0 {
+		o.LockTimeout = 2 * time.Second
+	}
+	if o.Retries <= 0 {
+		o.Retries = 10
+	}
+	return o
+}
+
+// StartRequest starts a migration.
+type StartRequest struct {
+	PlanRequest
+	Reason    string
+	Requester string
+	Approver  string
+	Copy      CopyOptions
+}
+
+// ErrInterrupted reports a copy or replay stopped at a batch boundary by
+// cancellation; `resume` continues it.
+var ErrInterrupted = errors.New("stopped at a batch boundary")
+
+// Start records a migration, creates the new table, installs change
+// capture on the original, copies and catches up. It returns the migration
+// id as soon as it is recorded, also when a later step fails or is
+// interrupted: `resume ID` continues from the last checkpoint.
+func (m *Migrator) Start(ctx context.Context, req StartRequest) (int64, error) {
+	req.Reason, req.Requester, req.Approver = strings.TrimSpace(req.Reason), strings.TrimSpace(req.Requester), strings.TrimSpace(req.Approver)
+	switch {
+	case req.Reason == "":
+		return 0, errors.New("--reason is required: say why the partition count changes (it is recorded for the audit)")
+	case req.Requester == "":
+		return 0, errors.New("--requester is required: name who asked for the change")
+	case req.Approver == "":
+		return 0, errors.New("--approver is required: name who approved the change (not the requester)")
+	case strings.EqualFold(req.Requester, req.Approver):
+		return 0, fmt.Errorf("the approver %q is the requester: a repartition needs a second person's approval", req.Approver)
+	}
+	opts := req.Copy.withDefaults()
+	if err := ensureSchema(ctx, m.pool); err != nil {
+		return 0, err
+	}
+	plan, err := m.Plan(ctx, req.PlanRequest)
+	if err != nil {
+		return 0, err
+	}
+	if len(plan.Refusals) > 0 {
+		return 0, &RefusedError{Reasons: plan.Refusals}
+	}
+	lock, err := lockTable(ctx, m.pool, plan.Table.OID)
+	if err != nil {
+		return 0, err
+	}
+	defer lock.release()
+
+	var id int64
+	err = m.retry(ctx, "installing change capture", opts.Retries, func() error {
+		return m.inTx(ctx, m.pool, func(tx pgx.Tx) error {
+			var err error
+			id, err = m.setup(ctx, tx, req, plan, opts)
+			return err
+		})
+	})
+	if err != nil {
+		return 0, err
+	}
+	m.logger.Info("migration recorded, change capture installed", "id", id, "table", plan.Table.Qualified(), "from", plan.From, "to", plan.To)
+	return id, m.run(ctx, id, opts)
+}
+
+// RefusedError lists why a migration may not start.
+type RefusedError struct{ Reasons []string }
+
+func (e *RefusedError) Error() string {
+	return "refused: " + strings.Join(e.Reasons, "; ")
+}
+
+func (m *Migrator) setup(ctx context.Context, tx pgx.Tx, req StartRequest, plan *Plan, opts CopyOptions) (int64, error) {
+	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", opts.LockTimeout.Milliseconds())); err != nil {
+		return 0, err
+	}
+	// Re-read inside the transaction: the definition the DDL copies is the
+	// one locked by it.
+	t, err := ReadTable(ctx, tx, plan.Table.Schema, plan.Table.Name)
+	if err != nil {
+		return 0, err
+	}
+	if len(t.Problems) > 0 {
+		return 0, &RefusedError{Reasons: t.Problems}
+	}
+	var id int64
+	var forced *string
+	if req.ForceDecreaseReason != "" {
+		forced = &req.ForceDecreaseReason
+	}
+	err = tx.QueryRow(ctx, `
+		INSERT INTO pgcapacity.migration (schema_name, table_name, original_oid, new_name, retained_name, from_partitions, to_partitions,
+		    key_columns, phase, reason, requester, approver, force_decrease_reason, estimated_rows, copy_started_at)
+		VALUES ($1, $2, $3, '', '', $4, $5, $6, $7, $8, $9, $10, $11, $12, now()) RETURNING id`,
+		t.Schema, t.Name, t.OID, len(t.Partitions), req.Partitions, t.Key, PhaseCopying, req.Reason, req.Requester, req.Approver, forced, int64(t.Rows())).Scan(&id)
+	if err != nil {
+		if sqlState(err) == "23505" {
+			return 0, fmt.Errorf("%s already has a migration in progress: see `pgcapacity migrate status`, then resume, finish or abort it", t.Qualified())
+		}
+		return 0, fmt.Errorf("recording the migration: %w", err)
+	}
+	n := newNames(id, t, req.Partitions)
+	var currentUser string
+	if err := tx.QueryRow(ctx, `SELECT current_user`).Scan(&currentUser); err != nil {
+		return 0, err
+	}
+	setup, err := captureSetupSQL(t, n)
+	if err != nil {
+		return 0, err
+	}
+	create, err := createNewTableSQL(t, n, currentUser)
+	if err != nil {
+		return 0, err
+	}
+	var parts []string
+	for _, p := range t.Partitions {
+		parts = append(parts, qi(t.Schema, p.Name))
+	}
+	stmts := append(append(setup, create...), installCaptureSQL(n, t.Qualified(), parts)...)
+	for _, s := range stmts {
+		if _, err := tx.Exec(ctx, s); err != nil {
+			return 0, fmt.Errorf("preparing migration %d: %w\nstatement: %s", id, err, s)
+		}
+	}
+	nt, err := ReadTable(ctx, tx, n.schema, n.newTable)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE pgcapacity.migration SET new_oid = $2, new_name = $3, retained_name = $4 WHERE id = $1`, id, nt.OID, n.newTable, n.retained); err != nil {
+		return 0, fmt.Errorf("recording the new table: %w", err)
+	}
+	if err := recordNames(ctx, tx, id, t, nt, n); err != nil {
+		return 0, err
+	}
+	for _, p := range t.Partitions {
+		if _, err := tx.Exec(ctx, `INSERT INTO pgcapacity.copy_progress (migration_id, source_oid, source_name) VALUES ($1, $2, $3)`, id, p.OID, p.Name); err != nil {
+			return 0, fmt.Errorf("recording the copy checkpoints: %w", err)
+		}
+	}
+	detail := fmt.Sprintf("%s from %d to %d partitions; reason: %s; requester: %s; approver: %s", t.Qualified(), len(t.Partitions), req.Partitions, req.Reason, req.Requester, req.Approver)
+	if forced != nil {
+		detail += "; decrease forced: " + *forced
+	}
+	return id, recordEvent(ctx, tx, id, "start", detail)
+}
+
+// recordNames stores the live and shadow name of every relation the swap
+// renames: both parents, their partitions, indexes and identity sequences.
+func recordNames(ctx context.Context, tx pgx.Tx, id int64, t, nt *Table, n names) error {
+	type row struct {
+		side, kind  string
+		oid         uint32
+		live, shado string
+	}
+	var rows []row
+	rows = append(rows, row{"original", "p", t.OID, t.Name, n.retained})
+	for _, p := range t.Partitions {
+		rows = append(rows, row{"original", "r", p.OID, p.Name, shadowOldName(id, p.Name)})
+		for _, ix := range p.Indexes {
+			rows = append(rows, row{"original", "i", ix.OID, ix.Name, shadowOldName(id, ix.Name)})
+		}
+	}
+	liveIndexName := map[string]string{} // new shadow index name -> original index name
+	for _, ix := range t.Indexes {
+		rows = append(rows, row{"original", "I", ix.OID, ix.Name, shadowOldName(id, ix.Name)})
+		if ix.Constraint != "" {
+			liveIndexName[shadowNewName(id, ix.Constraint)] = ix.Name
+		} else {
+			liveIndexName[shadowNewName(id, ix.Name)] = ix.Name
+		}
+	}
+	identitySeq := map[string]string{}
+	for _, s := range t.Sequences {
+		if s.Identity {
+			rows = append(rows, row{"original", "S", s.OID, s.Name, shadowOldName(id, s.Name)})
+			identitySeq[s.Column] = s.Name
+		}
+	}
+	rows = append(rows, row{"new", "p", nt.OID, t.Name, nt.Name})
+	prefix := fmt.Sprintf("n%d_", id)
+	for _, p := range nt.Partitions {
+		rows = append(rows, row{"new", "r", p.OID, n.newPartitionLive(p.Remainder), p.Name})
+		for _, ix := range p.Indexes {
+			rows = append(rows, row{"new", "i", ix.OID, strings.TrimPrefix(ix.Name, prefix), ix.Name})
+		}
+	}
+	for _, ix := range nt.Indexes {
+		live, ok := liveIndexName[ix.Name]
+		if !ok {
+			return fmt.Errorf("index %s of the new table matches no index of %s", qi(nt.Schema, ix.Name), t.Qualified())
+		}
+		rows = append(rows, row{"new", "I", ix.OID, live, ix.Name})
+	}
+	for _, s := range nt.Sequences {
+		if s.Identity {
+			live, ok := identitySeq[s.Column]
+			if !ok {
+				return fmt.Errorf("identity sequence %s of the new table matches no sequence of %s", qi(s.Schema, s.Name), t.Qualified())
+			}
+			rows = append(rows, row{"new", "S", s.OID, live, s.Name})
+		}
+	}
+	seen := map[string]bool{}
+	for _, r := range rows {
+		for _, name := range []string{"live:" + r.side + ":" + r.live, "shadow:" + r.shado} {
+			if seen[name] && !strings.HasPrefix(name, "live:") {
+				return fmt.Errorf("two objects would share the retained name %q: shorten the long partition or index names of %s", r.shado, t.Qualified())
+			}
+			seen[name] = true
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO pgcapacity.object_name (migration_id, side, relid, relkind, live_name, shadow_name) VALUES ($1, $2, $3, $4, $5, $6)`,
+			id, r.side, r.oid, r.kind, r.live, r.shado); err != nil {
+			return fmt.Errorf("recording object names: %w", err)
+		}
+	}
+	return nil
+}
+
+// run continues a migration from its phase up to ready (or finishes the
+// post-swap steps); it is what start does after setup and what resume does.
+func (m *Migrator) run(ctx context.Context, id int64, opts CopyOptions) error {
+	mig, err := loadMigration(ctx, m.pool, id, false)
+	if err != nil {
+		return err
+	}
+	var runErr error
+	switch mig.Phase {
+	case PhaseCopying:
+		if runErr = m.copy(ctx, mig, opts); runErr == nil {
+			runErr = m.catchUp(ctx, id, opts)
+		}
+	case PhaseCatchingUp, PhaseReady:
+		runErr = m.catchUp(ctx, id, opts)
+	case PhaseSwapped, PhaseRolledBack:
+		if mig.PostSwapPending {
+			runErr = m.postSwap(ctx, id, opts)
+		}
+		if runErr == nil {
+			runErr = m.catchUp(ctx, id, opts)
+		}
+	}
+	m.setError(ctx, id, runErr)
+	return runErr
+}
+
+type progressRow struct {
+	SourceOID   uint32
+	SourceName  string
+	TotalBlocks int64
+	NextBlock   int64
+	CopiedRows  int64
+	Done        bool
+	Tuples      float64
+	Pages       int64
+}
+
+func (m *Migrator) copy(ctx context.Context, mig *Migration, opts CopyOptions) error {
+	t, err := tableByOID(ctx, m.pool, mig.OriginalOID)
+	if err != nil {
+		return err
+	}
+	n := newNames(mig.ID, t, mig.ToPartitions)
+	// Rows appended after this point arrive through capture: the copy never
+	// chases the end of a growing partition.
+	if _, err := m.pool.Exec(ctx, `UPDATE pgcapacity.copy_progress
+		SET total_blocks = pg_catalog.pg_relation_size(source_oid) / current_setting('block_size')::bigint
+		WHERE migration_id = $1 AND total_blocks IS NULL`, mig.ID); err != nil {
+		return fmt.Errorf("measuring the source partitions: %w", err)
+	}
+	rows, err := m.pool.Query(ctx, `SELECT p.source_oid, p.source_name, p.total_blocks, p.next_block, p.copied_rows, p.done, greatest(c.reltuples, 0), c.relpages::bigint
+		FROM pgcapacity.copy_progress p JOIN pg_catalog.pg_class c ON c.oid = p.source_oid
+		WHERE p.migration_id = $1 ORDER BY p.source_name`, mig.ID)
+	if err != nil {
+		return fmt.Errorf("reading the copy checkpoints: %w", err)
+	}
+	parts, err := pgx.CollectRows(rows, pgx.RowToStructByPos[progressRow])
+	if err != nil {
+		return fmt.Errorf("reading the copy checkpoints: %w", err)
+	}
+	var totalBlocks, doneBlocks, copied atomic.Int64
+	for _, p := range parts {
+		totalBlocks.Add(p.TotalBlocks)
+		doneBlocks.Add(min(p.NextBlock, p.TotalBlocks))
+		copied.Add(p.CopiedRows)
+	}
+	var limiter *rate.Limiter
+	if opts.MaxRowsPerSecond > 0 {
+		limiter = rate.NewLimiter(rate.Limit(opts.MaxRowsPerSecond), max(opts.BatchSize, int(opts.MaxRowsPerSecond)))
+	}
+	started, startBlocks := time.Now(), doneBlocks.Load()
+	report := func() {
+		if m.Progress == nil {
+			return
+		}
+		p := Progress{ID: mig.ID, Phase: PhaseCopying, CopiedRows: copied.Load(), EstimatedRows: max(mig.EstimatedRows, copied.Load()),
+			DoneBlocks: doneBlocks.Load(), TotalBlocks: totalBlocks.Load()}
+		if el := time.Since(started).Seconds(); el > 0 {
+			blocksPerSec := float64(p.DoneBlocks-startBlocks) / el
+			if p.DoneBlocks > 0 {
+				p.RowsPerSecond = blocksPerSec * float64(p.CopiedRows) / float64(p.DoneBlocks)
+			}
+			if blocksPerSec > 0 {
+				p.ETA = time.Duration(float64(p.TotalBlocks-p.DoneBlocks) / blocksPerSec * float64(time.Second))
+			}
+		}
+		m.Progress(p)
+	}
+	report()
+	work := make(chan progressRow)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	for w := 0; w < opts.Jobs; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range work {
+				err := m.copyPartition(ctx, mig.ID, t, n, p, opts, limiter, func(blocks, rows int64) {
+					doneBlocks.Add(blocks)
+					copied.Add(rows)
+					report()
+				})
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+feed:
+	for _, p := range parts {
+		if p.Done || p.NextBlock >= p.TotalBlocks {
+			continue
+		}
+		mu.Lock()
+		failed := firstErr != nil
+		mu.Unlock()
+		if failed {
+			break
+		}
+		select {
+		case work <- p:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("copy of migration %d %w: run `pgcapacity migrate resume %d` to continue", mig.ID, ErrInterrupted, mig.ID)
+	}
+	_, err = m.pool.Exec(ctx, `
+		WITH c AS (SELECT coalesce(sum(copied_rows), 0) AS rows FROM pgcapacity.copy_progress WHERE migration_id = $1)
+		UPDATE pgcapacity.migration SET phase = $2, copy_finished_at = now(), estimated_rows = c.rows, last_error = NULL
+		FROM c WHERE id = $1 AND phase = $3`, mig.ID, PhaseCatchingUp, PhaseCopying)
+	if err != nil {
+		return fmt.Errorf("recording the end of the copy: %w", err)
+	}
+	_ = recordEvent(ctx, m.pool, mig.ID, "copied", fmt.Sprintf("%d rows copied", copied.Load()))
+	m.logger.Info("copy finished", "id", mig.ID, "rows", copied.Load(), "elapsed", time.Since(started).Round(time.Millisecond))
+	return nil
+}
+
+// copyPartition copies one source partition batch by batch, each batch and
+// its checkpoint in one short transaction. A batch once begun is finished
+// even when ctx is cancelled: cancellation stops at a batch boundary.
+func (m *Migrator) copyPartition(ctx context.Context, id int64, t *Table, n names, p progressRow, opts CopyOptions, limiter *rate.Limiter, done func(blocks, rows int64)) error {
+	perBlock := 1.0
+	if p.Pages > 0 && p.Tuples > 0 {
+		perBlock = max(1, p.Tuples/float64(p.Pages))
+	}
+	step := max(int64(1), int64(float64(opts.BatchSize)/perBlock))
+	source := qi(t.Schema, p.SourceName)
+	var err error
+	if source, err = relName(ctx, m.pool, p.SourceOID); err != nil {
+		return err
+	}
+	batch := copyBatchSQL(t, n, source)
+	next := p.NextBlock
+	for next < p.TotalBlocks {
+		if ctx.Err() != nil {
+			return nil
+		}
+		end := min(next+step, p.TotalBlocks)
+		var read, inserted int64
+		bctx := context.WithoutCancel(ctx)
+		err := m.retryConflicts(bctx, func() error {
+			return pgx.BeginFunc(bctx, m.pool, func(tx pgx.Tx) error {
+				if err := tx.QueryRow(bctx, batch, next, end).Scan(&read, &inserted); err != nil {
+					return err
+				}
+				_, err := tx.Exec(bctx, checkpointSQL, id, p.SourceOID, end, read)
+				return err
+			})
+		})
+		if err != nil {
+			return fmt.Errorf("copying blocks %d-%d of %s: %w", next, end, source, err)
+		}
+		done(end-next, read)
+		next = end
+		if limiter != nil && read > 0 {
+			r := limiter.ReserveN(time.Now(), int(min(read, int64(limiter.Burst()))))
+			select {
+			case <-time.After(r.Delay()):
+			case <-ctx.Done():
+				r.Cancel()
+			}
+		}
+	}
+	return nil
+}
+
+// retryConflicts retries a batch that lost a race with a concurrent write:
+// a foreign key whose referenced row was deleted after the batch's snapshot
+// (the delete is captured and replayed), or a serialization failure.
+func (m *Migrator) retryConflicts(ctx context.Context, fn func() error) error {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		err = fn()
+		switch sqlState(err) {
+		case "23503", "40001", "40P01":
+			time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond)
+			continue
+		}
+		return err
+	}
+	return err
+}
+
+func relName(ctx context.Context, q db, oid uint32) (string, error) {
+	var schema, name string
+	if err := q.QueryRow(ctx, `SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1`, oid).Scan(&schema, &name); err != nil {
+		return "", fmt.Errorf("finding relation OID %d: %w", oid, err)
+	}
+	return qi(schema, name), nil
+}

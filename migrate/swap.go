@@ -1,0 +1,407 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// SwapOptions tune swap and rollback.
+type SwapOptions struct {
+	Window         string        // maintenance window, such as "Sat 02:00-04:00 Europe/Berlin" (swap only)
+	NowReason      string        // non-empty: swap outside the window, recording this reason
+	LockTimeout    time.Duration // per attempt (default 2s)
+	Retries        int           // attempts (default 10)
+	BatchSize      int           // replay batch
+	BacklogTarget  int64         // replay outside the lock until the backlog is at most this
+	RollbackPeriod time.Duration // recorded as the rollback deadline
+	// Silence, when set, is called before the locked transaction of a swap
+	// (after the window check) to silence the table's capacity alerts; its
+	// result is recorded.
+	Silence func(ctx context.Context, schema, table string, until time.Time) (string, error)
+}
+
+// SwapResult reports a swap or rollback.
+type SwapResult struct {
+	Attempts      int
+	LockHold      time.Duration
+	FinalReplayed int64
+	Rows          int64
+	SilenceID     string
+}
+
+// ErrOutsideWindow is returned by a swap outside its maintenance window.
+var ErrOutsideWindow = errors.New("outside the maintenance window")
+
+// Swap makes the new table live under the original name.
+func (m *Migrator) Swap(ctx context.Context, id int64, opts SwapOptions) (*SwapResult, error) {
+	return m.switchOver(ctx, id, opts, true)
+}
+
+// Rollback makes the original table live again, losing no write made since
+// the swap. It is allowed until drop-old.
+func (m *Migrator) Rollback(ctx context.Context, id int64, opts SwapOptions) (*SwapResult, error) {
+	return m.switchOver(ctx, id, opts, false)
+}
+
+func (m *Migrator) switchOver(ctx context.Context, id int64, opts SwapOptions, forward bool) (*SwapResult, error) {
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = 2 * time.Second
+	}
+	if opts.Retries <= 0 {
+		opts.Retries = 10
+	}
+	copts := CopyOptions{BatchSize: opts.BatchSize, BacklogTarget: opts.BacklogTarget, LockTimeout: opts.LockTimeout, Retries: opts.Retries}.withDefaults()
+	mig, err := loadMigration(ctx, m.pool, id, false)
+	if err != nil {
+		return nil, err
+	}
+	verb := "swap"
+	if forward {
+		switch mig.Phase {
+		case PhaseReady, PhaseRolledBack:
+		case PhaseCopying, PhaseCatchingUp:
+			return nil, fmt.Errorf("migration %d is still %s: run `pgcapacity migrate resume %d` until it is ready, then validate", id, mig.Phase, id)
+		case PhaseSwapped:
+			return nil, fmt.Errorf("migration %d is already swapped", id)
+		default:
+			return nil, fmt.Errorf("migration %d is %s: nothing to swap", id, mig.Phase)
+		}
+		if mig.ValidatedAt == nil {
+			return nil, fmt.Errorf("migration %d has not been validated: run `pgcapacity migrate validate %d` first", id, id)
+		}
+	} else {
+		verb = "rollback"
+		if mig.Phase != PhaseSwapped {
+			return nil, fmt.Errorf("migration %d is %s: only a swapped migration can be rolled back", id, mig.Phase)
+		}
+	}
+	res := &SwapResult{}
+	var until time.Time
+	if forward {
+		now := m.now()
+		if opts.Window == "" && opts.NowReason == "" {
+			return nil, errors.New("--window is required (such as \"Sat 02:00-04:00 Europe/Berlin\"), or --now \"reason\" to swap outside a window")
+		}
+		if opts.Window != "" {
+			w, err := ParseWindow(opts.Window)
+			if err != nil {
+				return nil, err
+			}
+			if !w.Contains(now) {
+				if opts.NowReason == "" {
+					return nil, fmt.Errorf("%w: it is %s, the window is %s (next opens %s): wait for it, or pass --now \"reason\"",
+						ErrOutsideWindow, now.In(w.Location).Format("Mon 15:04 MST"), w, w.NextStart(now).Format("Mon 2006-01-02 15:04 MST"))
+				}
+				until = now.Add(time.Hour)
+			} else {
+				until = w.EndOf(now)
+			}
+		} else {
+			until = now.Add(time.Hour)
+		}
+	}
+	lock, err := lockTable(ctx, m.pool, mig.OriginalOID)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.release()
+	if mig.PostSwapPending {
+		if err := m.postSwap(ctx, id, copts); err != nil {
+			return nil, err
+		}
+	}
+	if forward && opts.Silence != nil {
+		sid, err := opts.Silence(ctx, mig.Schema, mig.Table, until)
+		if err != nil {
+			return nil, fmt.Errorf("creating the Alertmanager silence: %w", err)
+		}
+		res.SilenceID = sid
+		_ = recordEvent(ctx, m.pool, id, "silence", fmt.Sprintf("Alertmanager silence %s until %s", sid, until.UTC().Format(time.RFC3339)))
+	}
+	// Outside the lock: shrink the backlog so the final replay is short,
+	// and find the highest identity values in use.
+	if err := m.catchUp(ctx, id, copts); err != nil {
+		return nil, err
+	}
+	maxima, err := m.identityMaxima(ctx, mig)
+	if err != nil {
+		return nil, err
+	}
+	err = m.retry(ctx, verb, opts.Retries, func() error {
+		res.Attempts++
+		var t0 time.Time
+		err := m.inTx(ctx, m.pool, func(tx pgx.Tx) error {
+			var err error
+			t0, err = m.switchTx(ctx, tx, mig, opts, forward, maxima, res)
+			return err
+		})
+		if err == nil {
+			res.LockHold = time.Since(t0)
+		}
+		return err
+	})
+	if err != nil {
+		m.setError(ctx, id, err)
+		return res, fmt.Errorf("%s of migration %d: %w", verb, id, err)
+	}
+	m.logger.Info(verb+" committed", "id", id, "lock_hold", res.LockHold.Round(time.Microsecond), "attempts", res.Attempts, "final_replay", res.FinalReplayed)
+	if _, err := m.pool.Exec(ctx, `UPDATE pgcapacity.migration SET last_lock_hold_seconds = $2 WHERE id = $1`, id, res.LockHold.Seconds()); err != nil {
+		return res, fmt.Errorf("recording the lock hold: %w", err)
+	}
+	_ = recordEvent(ctx, m.pool, id, verb+"_lock", fmt.Sprintf("exclusive lock held %s, %d attempt(s)", res.LockHold.Round(time.Microsecond), res.Attempts))
+	return res, m.postSwap(ctx, id, copts)
+}
+
+// identityMaxima reads max() of each identity column of the live table.
+func (m *Migrator) identityMaxima(ctx context.Context, mig *Migration) (map[string]int64, error) {
+	t, err := tableByOID(ctx, m.pool, mig.liveOID())
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for _, s := range t.Sequences {
+		if !s.Identity {
+			continue
+		}
+		var v *int64
+		if err := m.pool.QueryRow(ctx, fmt.Sprintf("SELECT max(%s)::bigint FROM %s", qi(s.Column), t.Qualified())).Scan(&v); err != nil {
+			return nil, fmt.Errorf("reading the highest %s of %s: %w", s.Column, t.Qualified(), err)
+		}
+		if v != nil {
+			out[s.Column] = *v
+		}
+	}
+	return out, nil
+}
+
+// switchTx is the locked transaction. It returns when the locks were granted.
+func (m *Migrator) switchTx(ctx context.Context, tx pgx.Tx, mig *Migration, opts SwapOptions, forward bool, maxima map[string]int64, res *SwapResult) (time.Time, error) {
+	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", opts.LockTimeout.Milliseconds())); err != nil {
+		return time.Time{}, err
+	}
+	liveOID, shadowOID := mig.liveOID(), mig.shadowOID()
+	liveName, err := relName(ctx, tx, liveOID)
+	if err != nil {
+		return time.Time{}, err
+	}
+	shadowName, err := relName(ctx, tx, shadowOID)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if _, err := tx.Exec(ctx, fmt.Sprintf("LOCK TABLE %s, %s IN ACCESS EXCLUSIVE MODE", liveName, shadowName)); err != nil {
+		return time.Time{}, err
+	}
+	t0 := time.Now()
+	live, err := tableByOID(ctx, tx, liveOID)
+	if err != nil {
+		return t0, err
+	}
+	live.Key = mig.KeyColumns
+	for _, fk := range live.ReferencingFKs {
+		if _, err := tx.Exec(ctx, fmt.Sprintf("LOCK TABLE %s IN ACCESS EXCLUSIVE MODE", qi(fk.Schema, fk.Table))); err != nil {
+			return t0, err
+		}
+	}
+	for _, v := range live.Views {
+		if _, err := tx.Exec(ctx, fmt.Sprintf("LOCK TABLE %s IN ACCESS EXCLUSIVE MODE", qi(v.Schema, v.Name))); err != nil {
+			return t0, err
+		}
+	}
+	n := newNames(mig.ID, live, mig.ToPartitions)
+	st := replaySQL(live, n, liveName, shadowName)
+	for {
+		c, err := replayBatch(ctx, tx, st, max(opts.BatchSize, 10000))
+		if err != nil {
+			return t0, err
+		}
+		res.FinalReplayed += c
+		if c == 0 {
+			break
+		}
+	}
+	var liveRows, shadowRows int64
+	if err := tx.QueryRow(ctx, fmt.Sprintf("SELECT (SELECT count(*) FROM %s), (SELECT count(*) FROM %s)", liveName, shadowName)).Scan(&liveRows, &shadowRows); err != nil {
+		return t0, fmt.Errorf("counting rows: %w", err)
+	}
+	if liveRows != shadowRows {
+		return t0, fmt.Errorf("count check failed: %s has %d rows, %s has %d after the final replay: nothing was changed; run `pgcapacity migrate validate %d` to find the difference",
+			liveName, liveRows, shadowName, shadowRows, mig.ID)
+	}
+	res.Rows = liveRows
+	shadow, err := tableByOID(ctx, tx, shadowOID)
+	if err != nil {
+		return t0, err
+	}
+	in := swapInput{n: n, live: live, shadowTriggers: map[string]bool{}, shadowPolicies: map[string]bool{}}
+	for _, tr := range shadow.Triggers {
+		in.shadowTriggers[tr.Name] = true
+	}
+	for _, p := range shadow.Policies {
+		in.shadowPolicies[p.Name] = true
+	}
+	for _, p := range live.Partitions {
+		in.livePartitions = append(in.livePartitions, qi(live.Schema, p.Name))
+	}
+	liveSide, shadowSide := "original", "new"
+	if !forward {
+		liveSide, shadowSide = "new", "original"
+	}
+	rows, err := tx.Query(ctx, `SELECT o.side, o.relkind, n.nspname::text, c.relname::text, o.live_name, o.shadow_name, o.relid = $2
+		FROM pgcapacity.object_name o JOIN pg_catalog.pg_class c ON c.oid = o.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE o.migration_id = $1 ORDER BY o.relkind DESC, c.relname`, mig.ID, liveOID)
+	if err != nil {
+		return t0, fmt.Errorf("reading the object names: %w", err)
+	}
+	for rows.Next() {
+		var side, kind, schema, current, liveN, shadowN string
+		var isLiveParent bool
+		if err := rows.Scan(&side, &kind, &schema, &current, &liveN, &shadowN, &isLiveParent); err != nil {
+			rows.Close()
+			return t0, err
+		}
+		switch side {
+		case liveSide:
+			in.renamesLive = append(in.renamesLive, rename{kind, schema, current, shadowN})
+			if isLiveParent {
+				in.liveAfter = qi(schema, shadowN)
+			}
+		case shadowSide:
+			in.renamesShadow = append(in.renamesShadow, rename{kind, schema, current, liveN})
+			if kind == "r" {
+				in.shadowPartitions = append(in.shadowPartitions, qi(schema, liveN))
+			}
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return t0, err
+	}
+	shadowSeq := map[string]uint32{}
+	for _, s := range shadow.Sequences {
+		if s.Identity {
+			shadowSeq[s.Column] = s.OID
+		}
+	}
+	for _, s := range live.Sequences {
+		if !s.Identity {
+			continue
+		}
+		var last int64
+		var called bool
+		if err := tx.QueryRow(ctx, fmt.Sprintf("SELECT last_value, is_called FROM %s", qi(s.Schema, s.Name))).Scan(&last, &called); err != nil {
+			return t0, fmt.Errorf("reading sequence %s: %w", qi(s.Schema, s.Name), err)
+		}
+		v, ok := maxima[s.Column]
+		if called || ok {
+			if !called {
+				last = v
+			}
+			in.identity = append(in.identity, identityCarry{shadowSeqOID: shadowSeq[s.Column], value: max(last, v)})
+		}
+	}
+	script, err := swapScript(in)
+	if err != nil {
+		return t0, err
+	}
+	if _, err := tx.Exec(ctx, strings.Join(script, ";\n")); err != nil {
+		return t0, fmt.Errorf("switching names: %w", err)
+	}
+	if forward {
+		_, err = tx.Exec(ctx, `UPDATE pgcapacity.migration SET phase = $2, swapped_at = now(), rollback_deadline = now() + $3::interval,
+			swaps = swaps + 1, post_swap_pending = true, last_error = NULL WHERE id = $1`, mig.ID, PhaseSwapped, fmt.Sprintf("%d microseconds", opts.RollbackPeriod.Microseconds()))
+	} else {
+		_, err = tx.Exec(ctx, `UPDATE pgcapacity.migration SET phase = $2, rolled_back_at = now(), rollback_deadline = NULL,
+			post_swap_pending = true, last_error = NULL WHERE id = $1`, mig.ID, PhaseRolledBack)
+	}
+	if err != nil {
+		return t0, fmt.Errorf("recording the switch: %w", err)
+	}
+	event, detail := "swap", fmt.Sprintf("%d rows; final replay %d changes", liveRows, res.FinalReplayed)
+	if !forward {
+		event = "rollback"
+	} else if opts.NowReason != "" {
+		detail += "; outside the window: " + opts.NowReason
+	}
+	return t0, recordEvent(ctx, tx, mig.ID, event, detail)
+}
+
+// postSwap finishes a swap or rollback after its commit: validates the
+// foreign keys that now reference the live table without blocking writes,
+// attaches per-leaf ones to their parent, and analyzes the live table.
+func (m *Migrator) postSwap(ctx context.Context, id int64, opts CopyOptions) error {
+	mig, err := loadMigration(ctx, m.pool, id, false)
+	if err != nil {
+		return err
+	}
+	liveOID := mig.liveOID()
+	type pending struct {
+		rel, name, def string
+		validated      bool
+		parent         *string
+	}
+	var todo []pending
+	err = m.inTx(ctx, m.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, pendingFKsSQL, liveOID)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var p pending
+			if err := rows.Scan(&p.rel, &p.name, &p.def, &p.validated, &p.parent); err != nil {
+				rows.Close()
+				return err
+			}
+			todo = append(todo, p)
+		}
+		rows.Close()
+		return rows.Err()
+	})
+	if err != nil {
+		return fmt.Errorf("finding foreign keys to validate: %w", err)
+	}
+	exec := func(what, sql string) error {
+		return m.retry(ctx, what, opts.Retries, func() error {
+			return m.inTx(ctx, m.pool, func(tx pgx.Tx) error {
+				if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", opts.LockTimeout.Milliseconds())); err != nil {
+					return err
+				}
+				_, err := tx.Exec(ctx, sql)
+				return err
+			})
+		})
+	}
+	attached := map[string]bool{}
+	for _, p := range todo {
+		if !p.validated {
+			if err := exec("validating "+p.name, fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", p.rel, qi(p.name))); err != nil {
+				return fmt.Errorf("validating foreign key %s on %s: %w", qi(p.name), p.rel, err)
+			}
+		}
+	}
+	for _, p := range todo {
+		if p.parent == nil || attached[*p.parent+"\x00"+p.name] {
+			continue
+		}
+		attached[*p.parent+"\x00"+p.name] = true
+		def := strings.TrimSuffix(p.def, " NOT VALID")
+		if err := exec("attaching "+p.name, fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", *p.parent, qi(p.name), def)); err != nil {
+			return fmt.Errorf("attaching foreign key %s to %s: %w", qi(p.name), *p.parent, err)
+		}
+	}
+	live, err := relName(ctx, m.pool, liveOID)
+	if err != nil {
+		return err
+	}
+	if _, err := m.pool.Exec(ctx, "ANALYZE "+live); err != nil {
+		return fmt.Errorf("analyzing %s: %w", live, err)
+	}
+	if _, err := m.pool.Exec(ctx, `UPDATE pgcapacity.migration SET post_swap_pending = false WHERE id = $1`, id); err != nil {
+		return fmt.Errorf("recording the post-swap steps: %w", err)
+	}
+	return recordEvent(ctx, m.pool, id, "post_swap", fmt.Sprintf("%d foreign key step(s); analyzed %s", len(todo), live))
+}

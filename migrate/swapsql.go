@@ -1,0 +1,200 @@
+package migrate
+
+import (
+	"fmt"
+	"strings"
+)
+
+// rename is one relation renamed by a swap.
+type rename struct {
+	kind   string // p, r (tables), I, i (indexes), S (sequences)
+	schema string
+	from   string
+	to     string
+}
+
+func (r rename) sql() string {
+	what := "TABLE"
+	switch r.kind {
+	case "i", "I":
+		what = "INDEX"
+	case "S":
+		what = "SEQUENCE"
+	}
+	return fmt.Sprintf("ALTER %s %s RENAME TO %s", what, qi(r.schema, r.from), qi(r.to))
+}
+
+// swapInput is everything the swap script is built from. live is the
+// definition of the table that carries the original name now, read inside
+// the swap transaction; the "shadow" becomes live.
+type swapInput struct {
+	n                names
+	live             *Table
+	liveAfter        string   // qualified name of the current live table after the renames
+	livePartitions   []string // qualified names of the live table's partitions now
+	shadowPartitions []string // qualified names of the shadow's partitions after the renames
+	shadowTriggers   map[string]bool
+	shadowPolicies   map[string]bool
+	renamesLive      []rename // live side to shadow names, applied first
+	renamesShadow    []rename // shadow side to live names
+	identity         []identityCarry
+}
+
+// identityCarry moves an identity sequence past every value in use.
+type identityCarry struct {
+	shadowSeqOID uint32
+	value        int64
+}
+
+// swapScript is the body of the swap transaction after the locks, the final
+// replay and the count check.
+func swapScript(in swapInput) ([]string, error) {
+	t := in.live
+	newLive := t.Qualified() // the shadow takes the live name
+	var s []string
+	s = append(s, dropCaptureSQL(in.n, t.Qualified(), in.livePartitions)...)
+	for _, r := range in.renamesLive {
+		s = append(s, r.sql())
+	}
+	for _, r := range in.renamesShadow {
+		s = append(s, r.sql())
+	}
+	for _, c := range in.identity {
+		s = append(s, fmt.Sprintf("SELECT pg_catalog.setval(%d::pg_catalog.oid::pg_catalog.regclass, %d, true)", c.shadowSeqOID, c.value))
+	}
+	for _, seq := range t.Sequences {
+		if !seq.Identity {
+			s = append(s, fmt.Sprintf("ALTER SEQUENCE %s OWNED BY %s.%s", qi(seq.Schema, seq.Name), newLive, qi(seq.Column)))
+		}
+	}
+	for _, fk := range t.ReferencingFKs {
+		def := strings.TrimSuffix(fk.Def, " NOT VALID") + " NOT VALID"
+		s = append(s, fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT %s", qi(fk.Schema, fk.Table), qi(fk.Name)))
+		if fk.Partitioned {
+			// PostgreSQL before 18 cannot add a NOT VALID foreign key to a
+			// partitioned table: add it per leaf, validate each after the
+			// commit, then attach them under a parent constraint.
+			for _, leaf := range fk.LeafPartitions {
+				s = append(s, fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", leaf.Name, qi(fk.Name), def))
+			}
+		} else {
+			s = append(s, fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", qi(fk.Schema, fk.Table), qi(fk.Name), def))
+		}
+	}
+	for _, v := range t.Views {
+		with, err := reloptionsClause(v.Reloptions)
+		if err != nil {
+			return nil, fmt.Errorf("view %s: %w", qi(v.Schema, v.Name), err)
+		}
+		s = append(s, fmt.Sprintf("CREATE OR REPLACE VIEW %s%s AS %s", qi(v.Schema, v.Name), with, strings.TrimSuffix(strings.TrimSpace(v.Def), ";")))
+	}
+	for _, tr := range t.Triggers {
+		if !in.shadowTriggers[tr.Name] {
+			s = append(s, tr.Def)
+		}
+		s = append(s, fmt.Sprintf("ALTER TABLE %s %s TRIGGER %s", newLive, triggerState(tr.Enabled), qi(tr.Name)))
+		s = append(s, fmt.Sprintf("ALTER TABLE %s DISABLE TRIGGER %s", in.liveAfter, qi(tr.Name)))
+	}
+	if t.RowSecurity {
+		s = append(s, fmt.Sprintf("ALTER TABLE %s ENABLE ROW LEVEL SECURITY", newLive))
+	} else {
+		s = append(s, fmt.Sprintf("ALTER TABLE %s DISABLE ROW LEVEL SECURITY", newLive))
+	}
+	if t.ForceRowSecurity {
+		s = append(s, fmt.Sprintf("ALTER TABLE %s FORCE ROW LEVEL SECURITY", newLive))
+	} else {
+		s = append(s, fmt.Sprintf("ALTER TABLE %s NO FORCE ROW LEVEL SECURITY", newLive))
+	}
+	for _, p := range t.Policies {
+		if !in.shadowPolicies[p.Name] {
+			s = append(s, policySQL(p, newLive))
+		}
+	}
+	for _, g := range t.Grants {
+		s = append(s, grantSQL(g, newLive))
+	}
+	if t.Comment != nil {
+		s = append(s, fmt.Sprintf("COMMENT ON TABLE %s IS %s", newLive, ql(*t.Comment)))
+	} else {
+		s = append(s, fmt.Sprintf("COMMENT ON TABLE %s IS NULL", newLive))
+	}
+	for _, p := range t.Publications {
+		s = append(s, fmt.Sprintf("ALTER PUBLICATION %s DROP TABLE %s", qi(p.Name), in.liveAfter))
+		add := fmt.Sprintf("ALTER PUBLICATION %s ADD TABLE %s", qi(p.Name), newLive)
+		if len(p.Columns) > 0 {
+			add += " (" + list("", p.Columns) + ")"
+		}
+		if p.RowFilter != nil {
+			add += " WHERE (" + *p.RowFilter + ")"
+		}
+		s = append(s, add)
+	}
+	switch t.ReplicaIdentity {
+	case "f":
+		s = append(s, fmt.Sprintf("ALTER TABLE %s REPLICA IDENTITY FULL", newLive))
+	case "n":
+		s = append(s, fmt.Sprintf("ALTER TABLE %s REPLICA IDENTITY NOTHING", newLive))
+	case "d":
+		s = append(s, fmt.Sprintf("ALTER TABLE %s REPLICA IDENTITY DEFAULT", newLive))
+	}
+	s = append(s, installCaptureSQL(in.n, newLive, in.shadowPartitions)...)
+	return s, nil
+}
+
+func triggerState(enabled string) string {
+	switch enabled {
+	case "D":
+		return "DISABLE"
+	case "R":
+		return "ENABLE REPLICA"
+	case "A":
+		return "ENABLE ALWAYS"
+	}
+	return "ENABLE"
+}
+
+func policySQL(p Policy, table string) string {
+	roles := make([]string, len(p.Roles))
+	for i, r := range p.Roles {
+		if r == "public" {
+			roles[i] = "PUBLIC"
+		} else {
+			roles[i] = qi(r)
+		}
+	}
+	sql := fmt.Sprintf("CREATE POLICY %s ON %s AS %s FOR %s TO %s", qi(p.Name), table, p.Permissive, p.Command, strings.Join(roles, ", "))
+	if p.Using != nil {
+		sql += " USING (" + *p.Using + ")"
+	}
+	if p.WithCheck != nil {
+		sql += " WITH CHECK (" + *p.WithCheck + ")"
+	}
+	return sql
+}
+
+func grantSQL(g Grant, table string) string {
+	grantee := "PUBLIC"
+	if g.Grantee != "PUBLIC" {
+		grantee = qi(g.Grantee)
+	}
+	priv := g.Privilege
+	if g.Column != "" {
+		priv += " (" + qi(g.Column) + ")"
+	}
+	sql := fmt.Sprintf("GRANT %s ON TABLE %s TO %s", priv, table, grantee)
+	if g.Grantable {
+		sql += " WITH GRANT OPTION"
+	}
+	return sql
+}
+
+// postSwapFKSQL finishes the foreign keys after the swap commits: validate
+// every NOT VALID foreign key that references the live table, then attach
+// per-leaf constraints under their partitioned parent.
+const pendingFKsSQL = `
+SELECT con.conrelid::pg_catalog.regclass::text, con.conname, pg_catalog.pg_get_constraintdef(con.oid), con.convalidated,
+       CASE WHEN c.relispartition AND con.conparentid = 0 THEN
+         (SELECT h.inhparent::pg_catalog.regclass::text FROM pg_catalog.pg_inherits h WHERE h.inhrelid = c.oid) END
+FROM pg_catalog.pg_constraint con JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
+WHERE con.confrelid = $1 AND con.contype = 'f' AND con.conparentid = 0 AND (NOT con.convalidated OR c.relispartition)
+ORDER BY 1, 2`
