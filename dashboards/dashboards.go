@@ -70,6 +70,11 @@ func Build(opts Options) ([]File, error) {
 		if err != nil {
 			return nil, fmt.Errorf("building dashboard %s: %w", b.name, err)
 		}
+		// The SDK places dashboard links in the controls menu; without a
+		// placement Grafana shows them in the bar above the panels.
+		for i := range d.Links {
+			d.Links[i].Placement = nil
+		}
 		files = append(files, File{Name: b.name, Dashboard: d})
 	}
 	return files, nil
