@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/sigid/pgcapacity/collector"
 	"github.com/sigid/pgcapacity/collector/probes"
+	"github.com/sigid/pgcapacity/collector/statements"
 	"github.com/sigid/pgcapacity/internal/config"
 )
 
@@ -23,6 +24,6 @@ func buildCollectors(env *environment) ([]collector.Collector, error) {
 	if err != nil {
 		return nil, err
 	}
-	cs = append(cs, pr)
+	cs = append(cs, pr, statements.NewFromConfig(cfg, env.logger))
 	return cs, nil
 }
