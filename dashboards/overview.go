@@ -101,7 +101,7 @@ func overview(opts Options) *dashboard.DashboardBuilder {
 			ColorMode(common.BigValueColorModeValue).
 			GraphMode(common.BigValueGraphModeArea).
 			Links(tableLinks()).
-			Span(3).Height(8)).
+			Span(4).Height(8)).
 		WithPanel(newTimeseries(18, "Live rows per partition",
 			fmt.Sprintf("Average, median and largest partition's live rows. The red dashed line is rule 1's limit for the average (%s); max far above median is skew.", count(t.LiveRowsPerPartition)),
 			units.Short).
@@ -110,21 +110,29 @@ func overview(opts Options) *dashboard.DashboardBuilder {
 			WithTarget(series("C", sel("pgcapacity_table_partition_live_rows_max", table...), "max")).
 			Thresholds(redAt(t.LiveRowsPerPartition)).
 			ThresholdsStyle(dashedLine()).
-			Span(7).Height(8)).
+			Span(5).Height(8)).
 		WithPanel(newTimeseries(19, "Skew ratio",
 			fmt.Sprintf("Largest partition / median partition over time; rule 2's limit (%g×) is the red dashed line.", t.SkewRatio),
 			unitTimes).
 			WithTarget(series("A", sel("pgcapacity_table_partition_skew_ratio", table...), "{{schema}}.{{table}}")).
 			Thresholds(redAt(t.SkewRatio)).
 			ThresholdsStyle(dashedLine()).
-			Span(7).Height(8)).
+			Span(5).Height(8)).
 		WithPanel(newTimeseries(20, "Worst vacuum lag against the retention target",
 			fmt.Sprintf("Vacuum lag of the worst partition; rule 4's write retention target (%s) is the red dashed line. A saw-tooth under the line is autovacuum keeping up.", t.WriteRetentionTarget),
 			units.Seconds).
 			WithTarget(series("A", sel("pgcapacity_table_vacuum_lag_seconds", table...), "{{schema}}.{{table}}")).
 			Thresholds(redAt(retention)).
 			ThresholdsStyle(dashedLine()).
-			Span(7).Height(8))
+			Span(5).Height(8)).
+		WithPanel(newTimeseries(21, "Tenant indexes against shared_buffers",
+			fmt.Sprintf("This table's tenant-leading btree indexes (all partitions, and the largest partition's) against shared_buffers × %g (red dashed line). Rule 3 adds up every hot table: see the Server row.", t.TenantIndexBufferRatio),
+			units.BytesIEC).
+			WithTarget(series("A", sel("pgcapacity_table_tenant_index_bytes", table...), "all partitions")).
+			WithTarget(series("B", sel("pgcapacity_table_tenant_index_partition_max_bytes", table...), "largest partition")).
+			WithTarget(series("C", fmt.Sprintf("%s * %g", sel("pgcapacity_shared_buffers_bytes"), t.TenantIndexBufferRatio), fmt.Sprintf("shared_buffers × %g", t.TenantIndexBufferRatio))).
+			OverrideByQuery("C", referenceLine()).
+			Span(5).Height(8))
 	return b
 }
 
