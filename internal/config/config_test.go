@@ -1,0 +1,142 @@
+package config_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sigid/pgcapacity/internal/config"
+)
+
+func TestDefaults(t *testing.T) {
+	c, err := config.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ListenAddress != ":9842" || c.LiveRowsPerPartition != 1e6 || c.SkewRatio != 4 || c.RuleWindow.D() != 7*24*time.Hour ||
+		!c.PartitionDetail || c.StatsInterval.D() != 15*time.Second || len(c.HotTables) != 4 {
+		t.Errorf("defaults %+v", c)
+	}
+}
+
+func TestLoadErrorsNameTheVariable(t *testing.T) {
+	tests := []struct {
+		variable, value, want string
+	}{
+		{"PGCAPACITY_QUERY_TIMEOUT", "abc", "is not a duration"},
+		{"PGCAPACITY_QUERY_TIMEOUT", "0s", "greater than zero"},
+		{"PGCAPACITY_QUERY_TIMEOUT", "", "empty duration"},
+		{"PGCAPACITY_RULE_WINDOW", "99999999d", "whole number from 0"},
+		{"PGCAPACITY_SKEW_RATIO", "0.5", "out of range"},
+		{"PGCAPACITY_SKEW_RATIO", "NaN", "out of range"},
+		{"PGCAPACITY_PLANNING_SHARE", "x", "is not a number"},
+		{"PGCAPACITY_ADMINOPS_TENANT_CAP", "-1", "out of range"},
+		{"PGCAPACITY_PARTITION_DETAIL", "maybe", "true or false"},
+		{"PGCAPACITY_HOT_TABLES", "session,,referral", "empty entry"},
+		{"PGCAPACITY_TABLES", "[", "not a valid glob"},
+		{"PGCAPACITY_LOG_FORMAT", "xml", "text or json"},
+		{"PGCAPACITY_DATABASE_URL", "postgres://u:topsecret@host:notaport/db", "cannot be parsed"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.variable+"="+tc.value, func(t *testing.T) {
+			t.Setenv(tc.variable, tc.value)
+			_, err := config.Load()
+			var cfgErr *config.Error
+			if !errors.As(err, &cfgErr) {
+				t.Fatalf("error %v is not a *config.Error", err)
+			}
+			if cfgErr.Variable != tc.variable || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %q, want it to name %s and say %q", err, tc.variable, tc.want)
+			}
+			if strings.Contains(err.Error(), "topsecret") {
+				t.Errorf("password echoed: %q", err)
+			}
+		})
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"15s", 15 * time.Second, true},
+		{"7d", 7 * 24 * time.Hour, true},
+		{"1d12h", 36 * time.Hour, true},
+		{" 30d ", 30 * 24 * time.Hour, true},
+		{"d", 0, false},
+		{"-1s", 0, false},
+		{"1.5d", 0, false},
+		{"7", 0, false},
+	}
+	for _, tc := range tests {
+		got, err := config.ParseDuration(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("ParseDuration(%q) = %v, %v", tc.in, got, err)
+		}
+	}
+	if s := config.Duration(90 * 24 * time.Hour).String(); s != "90d" {
+		t.Errorf("90 days renders as %s", s)
+	}
+}
+
+func TestPatterns(t *testing.T) {
+	tests := []struct {
+		pattern, schema, table string
+		want                   bool
+	}{
+		{"session", "public", "session", true},
+		{"session", "app", "session", true},
+		{"public.session", "app", "session", false},
+		{"referral*", "public", "referral_redemption", true},
+		{"*.tenant_?", "x", "tenant_1", true},
+		{"sess", "public", "session", false},
+	}
+	for _, tc := range tests {
+		if got := config.Pattern(tc.pattern, tc.schema, tc.table); got != tc.want {
+			t.Errorf("Pattern(%q, %q, %q) = %v", tc.pattern, tc.schema, tc.table, got)
+		}
+	}
+}
+
+// FuzzLoad: whatever the environment holds, Load never panics and every
+// error names a PGCAPACITY_ variable on one line.
+func FuzzLoad(f *testing.F) {
+	seeds := [][3]string{
+		{"15s", "4", "session,referral*"},
+		{"7d", "1e300", "a.b"},
+		{"", "NaN", ""},
+		{"1d-1h", "-0", "[x"},
+		{"999999d", "0x10", "*.*"},
+		{"1µs", "4.0000001", "public.session,public.\"odd name\""},
+	}
+	for _, s := range seeds {
+		f.Add(s[0], s[1], s[2])
+	}
+	f.Fuzz(func(t *testing.T, interval, ratio, tables string) {
+		for _, v := range []string{interval, ratio, tables} {
+			if strings.ContainsRune(v, 0) {
+				return // environment variables cannot hold NUL
+			}
+		}
+		t.Setenv("PGCAPACITY_STATS_INTERVAL", interval)
+		t.Setenv("PGCAPACITY_SKEW_RATIO", ratio)
+		t.Setenv("PGCAPACITY_TABLES", tables)
+		c, err := config.Load()
+		if err == nil {
+			if c.StatsInterval <= 0 || !(c.SkewRatio >= 1) {
+				t.Fatalf("accepted an invalid configuration: %+v", c)
+			}
+			return
+		}
+		var cfgErr *config.Error
+		if !errors.As(err, &cfgErr) || !strings.HasPrefix(cfgErr.Variable, "PGCAPACITY_") {
+			t.Fatalf("error %q names no variable", err)
+		}
+		if strings.Contains(err.Error(), "\n") && !strings.Contains(interval+ratio+tables, "\n") {
+			t.Fatalf("multi-line error %q", err)
+		}
+	})
+}
