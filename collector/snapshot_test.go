@@ -1,0 +1,98 @@
+package collector
+
+import (
+	"bytes"
+	"compress/gzip"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+)
+
+func testSnapshot(t *testing.T) *Snapshot {
+	t.Helper()
+	hist := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "pgcapacity_probe_duration_seconds", Help: "h", Buckets: []float64{0.001, 0.01},
+		NativeHistogramBucketFactor: 1.1,
+	})
+	hist.Observe(0.005)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(hist, metricSlice{
+		prometheus.MustNewConstMetric(descSkew, prometheus.GaugeValue, 6.5, "public", "session"),
+	})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := newSnapshot(mfs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snap
+}
+
+func TestSnapshotServesNegotiatedFormats(t *testing.T) {
+	snap := testSnapshot(t)
+	tests := []struct {
+		name, accept, encoding string
+		wantProto, wantGzip    bool
+	}{
+		{"text", "text/plain", "", false, false},
+		{"text gzipped", "", "gzip", false, true},
+		{"protobuf for native histograms", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited", "", true, false},
+		{"protobuf gzipped", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited", "gzip, deflate", true, true},
+		{"gzip refused", "", "gzip;q=0", false, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+			req.Header.Set("Accept", tc.accept)
+			req.Header.Set("Accept-Encoding", tc.encoding)
+			rec := httptest.NewRecorder()
+			snap.ServeHTTP(rec, req)
+			body := rec.Body.Bytes()
+			if got := rec.Header().Get("Content-Encoding") == "gzip"; got != tc.wantGzip {
+				t.Fatalf("gzip %v, want %v", got, tc.wantGzip)
+			}
+			if tc.wantGzip {
+				zr, err := gzip.NewReader(bytes.NewReader(body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if body, err = io.ReadAll(zr); err != nil {
+					t.Fatal(err)
+				}
+			}
+			format := expfmt.ResponseFormat(rec.Header())
+			if (format.FormatType() == expfmt.TypeProtoDelim) != tc.wantProto {
+				t.Fatalf("content type %s", rec.Header().Get("Content-Type"))
+			}
+			dec := expfmt.NewDecoder(bytes.NewReader(body), format)
+			families := map[string]*dto.MetricFamily{}
+			for {
+				var mf dto.MetricFamily
+				if err := dec.Decode(&mf); err == io.EOF {
+					break
+				} else if err != nil {
+					t.Fatal(err)
+				}
+				families[mf.GetName()] = &mf
+			}
+			skew := families["pgcapacity_table_partition_skew_ratio"]
+			if skew == nil || skew.GetMetric()[0].GetGauge().GetValue() != 6.5 {
+				t.Fatalf("skew family %v", skew)
+			}
+			h := families["pgcapacity_probe_duration_seconds"].GetMetric()[0].GetHistogram()
+			if tc.wantProto && h.GetSchema() == 0 && len(h.GetPositiveSpan()) == 0 {
+				t.Error("the protobuf exposition lost the native histogram")
+			}
+			if h.GetSampleCount() != 1 {
+				t.Errorf("histogram count %d", h.GetSampleCount())
+			}
+		})
+	}
+}
