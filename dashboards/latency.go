@@ -94,16 +94,34 @@ func latency(opts Options) *dashboard.DashboardBuilder {
 			Thresholds(redAt(t.PlanningShare)).
 			ThresholdsStyle(dashedLine()).
 			Span(8).Height(8)).
+		WithPanel(newStat(26, "pg_stat_statements",
+			"Whether pg_stat_statements is loaded (shared_preload_libraries) and installed in the watched database. Without it the panels of this row stay empty; planning time also needs pg_stat_statements.track_planning = on.",
+			units.NoUnit).
+			WithTarget(latest("A", sel("pgcapacity_statements_available"), "{{instance}}")).
+			Thresholds(greenAt(1)).
+			Mappings(availableMappings()).
+			Span(4).Height(8)).
 		WithPanel(newTimeseries(24, "Calls per second",
 			"Statements per second touching each table: read latency changes against the load.",
 			units.OpsPerSecond).
 			WithTarget(series("A", stmt(stmtCalls), "{{schema}}.{{table}}")).
-			Span(12).Height(8)).
+			Span(10).Height(8)).
 		WithPanel(newTimeseries(25, "Time spent per second",
 			"Seconds of planning and execution per second of wall time, per table: how much of the server the table's statements use.",
 			units.Seconds).
 			WithTarget(series("A", stmt(stmtExecTime), "{{schema}}.{{table}} execution")).
 			WithTarget(series("B", stmt(stmtPlanTime), "{{schema}}.{{table}} planning")).
-			Span(12).Height(8))
+			Span(10).Height(8))
 	return b
+}
+
+// availableMappings names whether pg_stat_statements can be read.
+func availableMappings() []dashboard.ValueMapping {
+	return []dashboard.ValueMapping{{ValueMap: &dashboard.ValueMap{
+		Type: dashboard.MappingTypeValueToText,
+		Options: map[string]dashboard.ValueMappingResult{
+			"0": {Text: ptr("not installed"), Color: ptr("red")},
+			"1": {Text: ptr("available"), Color: ptr("green")},
+		},
+	}}}
 }

@@ -45,14 +45,10 @@ const (
 // serve now emits (take it off the list: the list only ever shrinks).
 func notServedYet() map[string]string {
 	const (
-		statements = "the pg_stat_statements collector is not built yet"
 		migrations = "the migrations collector (migrate) is not built yet"
 		adminops   = "the admin-ops collector is not in serve's collectors yet (cmd/pgcapacity/collectors.go)"
 	)
 	return map[string]string{
-		"pgcapacity_statements_calls_total":              statements,
-		"pgcapacity_statements_exec_seconds_total":       statements,
-		"pgcapacity_statements_plan_seconds_total":       statements,
 		"pgcapacity_migration_info":                      migrations,
 		"pgcapacity_migration_copied_rows":               migrations,
 		"pgcapacity_migration_estimated_rows":            migrations,
