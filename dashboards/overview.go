@@ -86,9 +86,9 @@ func overview(opts Options) *dashboard.DashboardBuilder {
 			fmt.Sprintf("How long the worst partition's dead rows have stood above its autovacuum trigger without a vacuum. Red above the write retention target (%s).", t.WriteRetentionTarget),
 			units.Seconds, sel("pgcapacity_table_vacuum_lag_seconds", table...), retention)).
 		WithPanel(ruleStat(opts, 15, alertLatency, "Rule 5: p95 against last week",
-			fmt.Sprintf("p95 of the tenant-scoped probe (all phases) against the same time last week. Red above +%s. The alert compares against a baseline from before the regression began; this is the quick look.", percent(t.LatencyRegression)),
+			fmt.Sprintf("p95 of the tenant-scoped probe (all phases) against the same time last week. Red above +%s. The alert compares against a baseline from before the regression began; this is the quick look. n/a: the table has no probe, or no probe data from a week ago.", percent(t.LatencyRegression)),
 			units.PercentUnit, regressionExpr(table), t.LatencyRegression).
-			NoValue("no probe")).
+			NoValue("n/a")).
 		WithPanel(ruleStat(opts, 16, alertPlanning, "Rule 6: planning share of p95",
 			fmt.Sprintf("Planning time as a share of p95 probe latency. Red above %s: partition pruning at plan time is a measurable cost, a reason to merge partitions.", percent(t.PlanningShare)),
 			units.PercentUnit, sel(recPlanningShare, table...), t.PlanningShare).
