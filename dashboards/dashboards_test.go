@@ -12,6 +12,7 @@ import (
 
 	"github.com/sigid/pgcapacity/dashboards/internal/lint"
 	"github.com/sigid/pgcapacity/internal/config"
+	"github.com/sigid/pgcapacity/migrate"
 )
 
 var update = flag.Bool("update", false, "rewrite json/ from the builders (with the default configuration)")
@@ -305,5 +306,13 @@ func TestWriteReplacesFilesAndRefusesAFileAsDirectory(t *testing.T) {
 	}
 	if data, _ := os.ReadFile(notDir); string(data) != "keep me" {
 		t.Fatalf("the file in the way was changed: %q", data)
+	}
+}
+
+// TestMigrationPhasesMatchMigrate: the migrations dashboard filters on
+// migrate's phase names.
+func TestMigrationPhasesMatchMigrate(t *testing.T) {
+	if phaseSwapped != migrate.PhaseSwapped || phaseRolledBack != migrate.PhaseRolledBack {
+		t.Fatalf("phases %q, %q; migrate has %q, %q", phaseSwapped, phaseRolledBack, migrate.PhaseSwapped, migrate.PhaseRolledBack)
 	}
 }

@@ -8,6 +8,13 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/units"
 )
 
+// Phases of migrate (migrate.PhaseSwapped, migrate.PhaseRolledBack) in
+// which a migration keeps a second copy of its table.
+const (
+	phaseSwapped    = "swapped"
+	phaseRolledBack = "rolled_back"
+)
+
 // copyRateWindow smooths the copy rate enough for a steady ETA. The rate
 // is the slope of a gauge (deriv), not of a counter, so it takes a fixed
 // window rather than $__rate_interval.
@@ -67,15 +74,15 @@ func migrations(opts Options) *dashboard.DashboardBuilder {
 
 	b.WithRow(dashboard.NewRowBuilder("Old tables kept for rollback").Id(20)).
 		WithPanel(newStat(21, "Old tables retained",
-			"Migrations swapped whose old table is still reported. Each holds a full copy of the table's data until `pgcapacity migrate drop-old`.",
+			"Migrations holding a second full copy of their table: swapped (the old table kept for rollback until `pgcapacity migrate drop-old`) or rolled back (the new table kept until the migration is aborted).",
 			units.Short).
-			WithTarget(latest("A", "count("+sel("pgcapacity_migration_swapped_timestamp_seconds")+") or vector(0)", "old tables")).
+			WithTarget(latest("A", "count("+sel("pgcapacity_migration_info", `phase=~"`+phaseSwapped+"|"+phaseRolledBack+`"`)+") or vector(0)", "old tables")).
 			Thresholds(neutral()).
 			Span(6).Height(8)).
 		WithPanel(newTimeseries(22, "Time since swap",
-			fmt.Sprintf("How long each old table has been kept since its swap. Past the rollback period (%s, red dashed line) the old table may be dropped: rollback is no longer promised.", opts.RollbackPeriod),
+			fmt.Sprintf("How long each swapped migration has kept its old table. Past the rollback period (%s, red dashed line) the old table may be dropped: rollback is no longer promised.", opts.RollbackPeriod),
 			units.DurationSeconds).
-			WithTarget(series("A", "time() - "+sel("pgcapacity_migration_swapped_timestamp_seconds"), "{{id}}")).
+			WithTarget(series("A", "(time() - "+sel("pgcapacity_migration_swapped_timestamp_seconds")+") and "+byID+" "+sel("pgcapacity_migration_info", `phase="`+phaseSwapped+`"`), "{{id}}")).
 			Thresholds(redAt(rollback)).
 			ThresholdsStyle(dashedLine()).
 			Span(18).Height(8))
