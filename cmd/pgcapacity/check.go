@@ -20,6 +20,7 @@ import (
 // checkReport is what `check` prints; each part comes from one area.
 type checkReport struct {
 	Capacity playbook.Report `json:"capacity"`
+	Latency  latencyReport   `json:"latency"`
 }
 
 // holds reports whether any rule holds now.
@@ -78,7 +79,11 @@ func sampleReport(ctx context.Context, cfg config.Config, pool *pgxpool.Pool) (c
 	if err != nil {
 		return checkReport{}, describeDBError(err)
 	}
-	return checkReport{Capacity: playbook.Evaluate(cfg.Thresholds, srv, tables, sizes)}, nil
+	latency, err := sampleLatency(ctx, cfg, pool)
+	if err != nil {
+		return checkReport{}, describeDBError(err)
+	}
+	return checkReport{Capacity: playbook.Evaluate(cfg.Thresholds, srv, tables, sizes), Latency: latency}, nil
 }
 
 // describeDBError adds the fix to the errors an operator meets first.
@@ -121,6 +126,7 @@ func writeReport(w io.Writer, cfg config.Config, r checkReport) {
 		fmt.Fprintf(w, " (%.0f%% of it)", 100*c.HotTenantIndexBytes/c.SharedBuffersBytes)
 	}
 	fmt.Fprintln(w)
+	writeLatency(w, r.Latency)
 	fmt.Fprintf(w, "\nOperating rules right now (alerts fire only after %s):\n", cfg.RuleWindow)
 	for _, f := range c.Findings {
 		verdict := "ok   "

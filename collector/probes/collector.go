@@ -2,6 +2,7 @@ package probes
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -394,15 +395,25 @@ func (f frozen) Write(out *dto.Metric) error {
 // Quantiles of one phase.
 type Quantiles struct{ P50, P95, P99 time.Duration }
 
+// MarshalJSON writes seconds, as the metrics do.
+func (q Quantiles) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		P50 float64 `json:"p50_seconds"`
+		P95 float64 `json:"p95_seconds"`
+		P99 float64 `json:"p99_seconds"`
+	}{q.P50.Seconds(), q.P95.Seconds(), q.P99.Seconds()})
+}
+
 // TableLatency is what check reports per probed table.
 type TableLatency struct {
-	Schema, Table string
-	Samples       int
-	Planning      Quantiles
-	Execution     Quantiles
-	Total         Quantiles
+	Schema    string    `json:"schema"`
+	Table     string    `json:"table"`
+	Samples   int       `json:"samples"`
+	Planning  Quantiles `json:"planning"`
+	Execution Quantiles `json:"execution"`
+	Total     Quantiles `json:"total"`
 	// PlanningShare is planning p95 over total p95 (rule 6); 0 without samples.
-	PlanningShare float64
+	PlanningShare float64 `json:"planning_share_of_p95"`
 }
 
 // Summary gives the quantiles of every probed table's timings of the last

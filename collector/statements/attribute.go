@@ -49,6 +49,9 @@ func (n *names) Attribute(query string) []Table {
 	if err != nil {
 		return nil // unreadable text (truncated?): no attribution
 	}
+	if len(toks) > 0 && toks[0].Kind == sqllex.Word && toks[0].Value == "explain" {
+		return nil // not workload: EXPLAIN (ANALYZE) is how pgcapacity's own probes run
+	}
 	var out []Table
 	addAll := func(ts []Table) {
 		for _, t := range ts {

@@ -33,6 +33,7 @@ func TestAttribute(t *testing.T) {
 		{"string and comment are not names", "/* session */ SELECT 'referral' -- session\nFROM tenant", nil},
 		{"column after a qualifier is not a table", "SELECT t.session FROM tenant t", nil},
 		{"schema-qualified column keeps its table", "SELECT public.session.tenant_id FROM public.session", []Table{public}},
+		{"EXPLAIN is not workload (the probes run that way)", "EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) SELECT * FROM session WHERE tenant_id = $1", nil},
 		{"unreadable text", "SELECT * FROM session WHERE x = 'unterminated", nil},
 	}
 	for _, tt := range tests {

@@ -8,7 +8,8 @@
 // texts, plus the texts of at most MaxNewPerRound new statements. A
 // statement naming two watched tables counts for both, so the per-table
 // sums can exceed the database's total. Not attributed: statements that
-// reach a table only through a function, or through a view over a view.
+// reach a table only through a function, or through a view over a view,
+// and EXPLAIN statements (pgcapacity's own probes among them).
 //
 // The counters are pgcapacity's own and only grow: each round adds every
 // pg_stat_statements entry's growth since the previous round, so an entry
