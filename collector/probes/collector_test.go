@@ -491,3 +491,55 @@ func TestPlanningTimeGrowsWithPartitions(t *testing.T) {
 		t.Fatalf("planning time with execution-time pruning grew only %.1fx from 8 to 1024 partitions; want a measurable (>3x) growth", r)
 	}
 }
+
+func TestTenantsOfTablesWithoutStatistics(t *testing.T) {
+	ctx, pool := newPool(t)
+	parts := map[string]int{"session": 4, "tenant_membership": 4}
+	if err := sigid.Apply(ctx, pool, sigid.SchemaOptions{Partitions: parts}); err != nil {
+		t.Fatal(err)
+	}
+	// No statistics: autovacuum off and no ANALYZE, so the probes find
+	// tenants by reading a bounded number of rows.
+	for table, n := range parts {
+		for i := range n {
+			if _, err := pool.Exec(ctx, fmt.Sprintf("ALTER TABLE %s SET (autovacuum_enabled = off)", pgx.Identifier{fmt.Sprintf("%s_p%d", table, i)}.Sanitize())); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO session (tenant_id, session_id, user_id, expires_at)
+		SELECT gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), now() FROM generate_series(1, 200)`); err != nil {
+		t.Fatal(err)
+	}
+	var logs safeBuffer
+	c, err := probes.New(probes.Options{Probes: probes.Defaults()[:2], Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs, err := c.Round(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// session has rows but no statistics: probed; tenant_membership is
+	// empty: nothing to probe, and no error either.
+	if len(runs) != 1 || runs[0].Table != "session" || runs[0].Err != nil {
+		t.Fatalf("runs = %+v, want one successful session probe", runs)
+	}
+	metrics, err := c.Collect(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mfs := gather(t, metrics)
+	for table, want := range map[string]bool{"session": true, "tenant_membership": false} {
+		m := find(mfs["pgcapacity_probe_tenants_sampled"], map[string]string{"table": table})
+		if got := m.GetGauge().GetValue() > 0; got != want {
+			t.Errorf("%s: pgcapacity_probe_tenants_sampled = %v", table, m.GetGauge().GetValue())
+		}
+		if e := find(mfs["pgcapacity_probe_errors_total"], map[string]string{"table": table}); e.GetCounter().GetValue() != 0 {
+			t.Errorf("%s: %v probe errors, want none", table, e.GetCounter().GetValue())
+		}
+	}
+	if !strings.Contains(logs.String(), "table=tenant_membership") {
+		t.Errorf("the empty table was not logged:\n%s", logs.String())
+	}
+}
