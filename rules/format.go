@@ -31,10 +31,10 @@ func promDuration(d time.Duration) string {
 	return b.String()
 }
 
-// num renders a threshold as a PromQL number: whole numbers without an
-// exponent (1000000, not 1e+06), others in the shortest exact form.
+// num renders a threshold as a PromQL number, without an exponent (1000000,
+// not 1e+06) unless it is very large or very small.
 func num(v float64) string {
-	if v == math.Trunc(v) && math.Abs(v) < 1e15 {
+	if a := math.Abs(v); a == 0 || (a >= 1e-4 && a < 1e15) {
 		return strconv.FormatFloat(v, 'f', -1, 64)
 	}
 	return strconv.FormatFloat(v, 'g', -1, 64)

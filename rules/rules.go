@@ -51,8 +51,14 @@ func (o Options) Validate() error {
 		return errors.New("rules: the evaluation interval must be greater than zero (PGCAPACITY_RULES_EVALUATION_INTERVAL)")
 	case t.RuleWindow.D() < o.EvaluationInterval:
 		return fmt.Errorf("rules: the rule window %v is shorter than the evaluation interval %v: lengthen PGCAPACITY_RULE_WINDOW", t.RuleWindow, config.Duration(o.EvaluationInterval))
-	case t.WriteRetentionTarget <= 0 || t.VacuumLagFor <= 0 || t.AdminopsFindingFor <= 0 || o.RollbackPeriod <= 0:
-		return errors.New("rules: durations must be greater than zero (PGCAPACITY_WRITE_RETENTION_TARGET, _VACUUM_LAG_FOR, _ADMINOPS_FINDING_FOR, _ROLLBACK_PERIOD)")
+	case t.WriteRetentionTarget <= 0:
+		return errors.New("rules: the write retention target must be greater than zero (PGCAPACITY_WRITE_RETENTION_TARGET)")
+	case t.VacuumLagFor <= 0:
+		return errors.New("rules: the vacuum lag hold time must be greater than zero (PGCAPACITY_VACUUM_LAG_FOR)")
+	case t.AdminopsFindingFor <= 0:
+		return errors.New("rules: the admin-ops finding hold time must be greater than zero (PGCAPACITY_ADMINOPS_FINDING_FOR)")
+	case o.RollbackPeriod <= 0:
+		return errors.New("rules: the rollback period must be greater than zero (PGCAPACITY_ROLLBACK_PERIOD)")
 	case t.AdminopsReviewWindow.D()%(24*time.Hour) != 0 || t.AdminopsReviewWindow.D() < 24*time.Hour || t.AdminopsReviewWindow.D() > 31*24*time.Hour:
 		return fmt.Errorf("rules: the admin-ops review window %v must be whole days from 1d to 31d (PGCAPACITY_ADMINOPS_REVIEW_WINDOW)", t.AdminopsReviewWindow)
 	case !dividesYear(t.AdminopsInvitationReviewMonths) || !dividesYear(t.AdminopsAccessReviewMonths):
