@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/sigid/pgcapacity/collector"
+	"github.com/sigid/pgcapacity/internal/config"
+)
+
+// serveInProcess runs serve on a loopback listener until the returned
+// stop function is called; stop waits for serve to return.
+func serveInProcess(t *testing.T, cfg config.Config) (addr string, stop func() error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	env := &environment{cfg: cfg, logger: slog.New(slog.NewTextHandler(io.Discard, nil)), stdout: &logs, stderr: &logs}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	ready := make(chan struct{})
+	go func() { done <- serve(ctx, env, ln, func(*collector.Sampler) { close(ready) }) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("serve returned early: %v", err)
+	}
+	return ln.Addr().String(), func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(20 * time.Second):
+			t.Fatal("serve did not return within 20 s of cancellation")
+			return nil
+		}
+	}
+}
+
+func testConfig(t *testing.T, dbURL string) config.Config {
+	t.Helper()
+	cfg, err := config.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DatabaseURL = dbURL
+	cfg.StatsInterval = config.Duration(time.Second)
+	cfg.SizesInterval = config.Duration(time.Second)
+	cfg.QueryTimeout = config.Duration(2 * time.Second)
+	return cfg
+}
+
+func TestServeWithTheDatabaseDownAtStart(t *testing.T) {
+	before := runtime.NumGoroutine()
+	addr, stop := serveInProcess(t, testConfig(t, "postgres://nobody:pw@127.0.0.1:1/none?connect_timeout=1"))
+	eventually(t, "readiness after a failed first round", 30*time.Second, func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	status, body := scrape(t, addr)
+	if up, _ := metricValue(body, "pgcapacity_up"); status != http.StatusOK || up != "0" {
+		t.Errorf("status %d, pgcapacity_up %q", status, up)
+	}
+	if v, _ := metricValue(body, `pgcapacity_collector_success{collector="stats"}`); v != "0" {
+		t.Errorf("stats collector success %q", v)
+	}
+	if strings.Contains(body, "pgcapacity_table_info") {
+		t.Error("table series without a database")
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Every goroutine serve started has ended (the HTTP client's idle
+	// connections aside, closed here).
+	http.DefaultClient.CloseIdleConnections()
+	eventually(t, "serve's goroutines to end", 10*time.Second, func() bool {
+		return runtime.NumGoroutine() <= before+1
+	})
+}
+
+func TestServeLeavesNoConnectionsBehind(t *testing.T) {
+	dbURL := newDatabase(t, balancedTable...)
+	addr, stop := serveInProcess(t, testConfig(t, dbURL))
+	eventually(t, "a successful round", 30*time.Second, func() bool {
+		_, body := scrape(t, addr)
+		v, _ := metricValue(body, `pgcapacity_collector_success{collector="sizes"}`)
+		return v == "1"
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	eventually(t, "pgcapacity's sessions to end", 10*time.Second, func() bool {
+		var n int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgcapacity'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 0
+	})
+}
