@@ -459,7 +459,7 @@ func TestPlanningTimeGrowsWithPartitions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const rounds = 25
+	const rounds = 15
 	planning := map[string][]float64{}
 	for range rounds {
 		runs, err := c.Round(ctx, pool)
