@@ -543,3 +543,54 @@ func TestTenantsOfTablesWithoutStatistics(t *testing.T) {
 		t.Errorf("the empty table was not logged:\n%s", logs.String())
 	}
 }
+
+// TestTenantsWithHiddenStatistics: a least-privilege role granted SELECT on
+// the partitioned table only sees no pg_stats rows of its partitions; the
+// tenant sample then comes from a TABLESAMPLE that reaches every partition.
+func TestTenantsWithHiddenStatistics(t *testing.T) {
+	ctx, pool := newPool(t)
+	const partitions = 8
+	loadSigid(t, ctx, pool, map[string]int{"session": partitions}, 4000, 5) // far more rows than a first-rows read reaches
+	for _, sql := range []string{
+		"DROP ROLE IF EXISTS probe_monitor", "CREATE ROLE probe_monitor LOGIN", "GRANT pg_monitor TO probe_monitor", "GRANT SELECT ON session TO probe_monitor",
+	} {
+		if _, err := pool.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		_, _ = pool.Exec(context.Background(), "DROP OWNED BY probe_monitor")
+		_, _ = pool.Exec(context.Background(), "DROP ROLE probe_monitor")
+	})
+	cfg := pool.Config().Copy()
+	cfg.ConnConfig.User = "probe_monitor"
+	monitor, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer monitor.Close()
+	var visible int
+	if err := monitor.QueryRow(ctx, "SELECT count(*) FROM pg_stats WHERE tablename LIKE 'session_p%'").Scan(&visible); err != nil {
+		t.Fatal(err)
+	}
+	if visible != 0 {
+		t.Fatalf("the role sees %d pg_stats rows of partitions; the test needs them hidden", visible)
+	}
+	reached := map[string]bool{}
+	for refresh := 1; refresh <= 5 && len(reached) < partitions; refresh++ {
+		got, err := probes.SampledTenants(ctx, monitor, "public", "session")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for p, n := range got {
+			if n > probes.DefaultTenantsPerPartition {
+				t.Fatalf("%s: %d tenants kept, more than %d", p, n, probes.DefaultTenantsPerPartition)
+			}
+			reached[p] = true
+		}
+		t.Logf("refresh %d: tenants in %d partitions, %d reached so far", refresh, len(got), len(reached))
+	}
+	if len(reached) != partitions {
+		t.Fatalf("5 refreshes reached %d of %d partitions: %v", len(reached), partitions, reached)
+	}
+}

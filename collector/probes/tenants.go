@@ -3,6 +3,7 @@ package probes
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/jackc/pgx/v5"
@@ -15,6 +16,8 @@ type target struct {
 	missing       bool        // the table does not exist (or is not visible)
 	partitions    []partition // sorted by name; only those with known tenants
 	leaves        int         // leaf partitions, with or without known tenants
+	pages         []float64   // relpages of each leaf (0 before the first VACUUM or ANALYZE)
+	column        string      // the tenant column
 }
 
 type partition struct {
@@ -42,8 +45,8 @@ WITH wanted AS (
 	SELECT w.ord, to_regclass(w.name) AS oid
 	FROM unnest($1::text[]) WITH ORDINALITY AS w(name, ord)
 )
-SELECT w.ord::int, current_schema()::text, n.nspname::text, c.relname::text,
-	leaf.relname::text, leaf.oid, COALESCE(ARRAY(
+SELECT w.ord::int, current_schema()::text, n.nspname::text, c.relname::text, k.col::text,
+	leaf.relname::text, leaf.oid, leaf.relpages::float8, COALESCE(ARRAY(
 		SELECT d.v FROM (SELECT DISTINCT u.v FROM unnest(
 			COALESCE(s.most_common_vals::text::text[], '{}') ||
 			COALESCE(s.histogram_bounds::text::text[], '{}')) AS u(v)) AS d
@@ -58,7 +61,7 @@ LEFT JOIN LATERAL (
 		WHERE p.partrelid = c.oid), $2::name) AS col
 ) k ON true
 LEFT JOIN LATERAL (
-	SELECT lc.oid, lc.relname, ln.nspname
+	SELECT lc.oid, lc.relname, lc.relpages, ln.nspname
 	FROM pg_partition_tree(c.oid) t
 	JOIN pg_class lc ON lc.oid = t.relid
 	JOIN pg_namespace ln ON ln.oid = lc.relnamespace
@@ -68,9 +71,19 @@ LEFT JOIN pg_stats s ON s.schemaname = leaf.nspname AND s.tablename = leaf.relna
 	AND s.attname = k.col AND NOT s.inherited
 ORDER BY w.ord, leaf.relname`
 
-// fallbackRows bounds the rows read from a table that has no statistics
-// yet (never analyzed), to find some tenants to probe until it has.
-const fallbackRows = 1000
+// Sampling rows, for tables whose statistics are missing (never analyzed)
+// or hidden (pg_stats shows only partitions the role may SELECT from, and
+// grants on a partitioned table do not reach its partitions).
+const (
+	// fallbackRows bounds the rows read without page counts: the first
+	// rows of the table, reaching only its first partitions.
+	fallbackRows = 1000
+	// pagesPerPartition is the expected pages a TABLESAMPLE reads of each
+	// partition when page counts are known.
+	pagesPerPartition = 4
+	// maxSampledRows bounds the rows a TABLESAMPLE returns.
+	maxSampledRows = 100000
+)
 
 // loadTargets resolves each probe table and samples its tenants.
 func loadTargets(ctx context.Context, q querier, names []tableName, tenantColumn string, perPartition int) (map[tableName]*target, error) {
@@ -90,13 +103,14 @@ func loadTargets(ctx context.Context, q querier, names []tableName, tenantColumn
 	oids := map[tableName]map[uint32]string{}
 	for rows.Next() {
 		var (
-			ord                 int
-			current             string
-			schema, table, leaf *string
-			leafOID             *uint32
-			tenants             []string
+			ord                         int
+			current                     string
+			schema, table, column, leaf *string
+			leafOID                     *uint32
+			pages                       *float64
+			tenants                     []string
 		)
-		if err := rows.Scan(&ord, &current, &schema, &table, &leaf, &leafOID, &tenants); err != nil {
+		if err := rows.Scan(&ord, &current, &schema, &table, &column, &leaf, &leafOID, &pages, &tenants); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("reading sampled tenant ids: %w", err)
 		}
@@ -114,11 +128,12 @@ func loadTargets(ctx context.Context, q querier, names []tableName, tenantColumn
 			t.missing = true
 			continue
 		}
-		t.schema, t.table = *schema, *table
+		t.schema, t.table, t.column = *schema, *table, *column
 		if leaf == nil {
 			continue
 		}
 		t.leaves++
+		t.pages = append(t.pages, *pages)
 		oids[name][*leafOID] = *leaf
 		if len(tenants) > 0 {
 			t.partitions = append(t.partitions, partition{name: *leaf, tenants: tenants})
@@ -133,22 +148,29 @@ func loadTargets(ctx context.Context, q querier, names []tableName, tenantColumn
 		if t == nil || t.missing || t.leaves == 0 || len(t.partitions) > 0 {
 			continue
 		}
-		if err := sampleRows(ctx, q, t, oids[name], tenantColumn, perPartition); err != nil {
+		if err := sampleRows(ctx, q, t, oids[name], perPartition); err != nil {
 			return nil, err
 		}
 	}
 	return targets, nil
 }
 
-// sampleRows finds tenants of a table without statistics by reading its
-// first rows: a bounded scan that reaches only some partitions, until
-// autovacuum (or ANALYZE) gives the table statistics.
-func sampleRows(ctx context.Context, q querier, t *target, leaves map[uint32]string, tenantColumn string, perPartition int) error {
-	sql := fmt.Sprintf("SELECT DISTINCT tableoid, %s::text FROM (SELECT tableoid, %[1]s FROM %s LIMIT %d) AS r",
-		pgx.Identifier{tenantColumn}.Sanitize(), pgx.Identifier{t.schema, t.table}.Sanitize(), fallbackRows)
-	rows, err := q.Query(ctx, sql)
+// sampleRows finds tenants of a table whose statistics are missing or
+// hidden by reading rows through the parent. With page counts known, a
+// TABLESAMPLE SYSTEM reads about pagesPerPartition random pages of every
+// partition, so every partition is reached over a few refreshes; without,
+// the first fallbackRows rows, until autovacuum analyzes the table.
+func sampleRows(ctx context.Context, q querier, t *target, leaves map[uint32]string, perPartition int) error {
+	col, table := pgx.Identifier{t.column}.Sanitize(), pgx.Identifier{t.schema, t.table}.Sanitize()
+	sql := fmt.Sprintf("SELECT DISTINCT tableoid, %s::text FROM (SELECT tableoid, %[1]s FROM %s LIMIT %d) AS r", col, table, fallbackRows)
+	var args []any
+	if pages := medianPages(t.pages); pages > 0 {
+		sql = fmt.Sprintf("SELECT DISTINCT tableoid, %s::text FROM %s TABLESAMPLE SYSTEM ($1) LIMIT %d", col, table, maxSampledRows)
+		args = append(args, min(100, 100*pagesPerPartition/pages))
+	}
+	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
-		return fmt.Errorf("sampling tenant ids of %s.%s, which has no statistics yet: %w", t.schema, t.table, err)
+		return fmt.Errorf("sampling tenant ids of %s.%s, whose statistics are missing or not visible: %w", t.schema, t.table, err)
 	}
 	byLeaf := map[string][]string{}
 	for rows.Next() {
@@ -171,4 +193,19 @@ func sampleRows(ctx context.Context, q querier, t *target, leaves map[uint32]str
 	}
 	sort.Slice(t.partitions, func(i, j int) bool { return t.partitions[i].name < t.partitions[j].name })
 	return nil
+}
+
+// medianPages is the median page count of the leaves that have one.
+func medianPages(pages []float64) float64 {
+	var known []float64
+	for _, p := range pages {
+		if p > 0 {
+			known = append(known, p)
+		}
+	}
+	if len(known) == 0 {
+		return 0
+	}
+	slices.Sort(known)
+	return known[len(known)/2]
 }
