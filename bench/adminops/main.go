@@ -8,6 +8,7 @@
 //	go run ./bench/adminops                       # the full size, about 2 minutes of loading
 //	go run ./bench/adminops -tenants 1000 -memberships 50000   # a quick look
 //	go run ./bench/adminops -database-url postgres://...       # an existing, loaded database
+//	go run ./bench/adminops -hold              # load, print the URL, keep the server until Ctrl-C
 //
 // PGCAPACITY_* variables apply (for example PGCAPACITY_ADMINOPS_QUERIES_FILE).
 // It exits 1 when the median round misses the target.
@@ -42,7 +43,7 @@ type options struct {
 	seed                                     int64
 	target                                   time.Duration
 	databaseURL                              string
-	explain                                  bool
+	explain, hold                            bool
 }
 
 func main() {
@@ -55,6 +56,7 @@ func main() {
 	flag.DurationVar(&o.target, "target", 2*time.Second, "the most the median round may take")
 	flag.StringVar(&o.databaseURL, "database-url", "", "use this already loaded database instead of a throwaway one")
 	flag.BoolVar(&o.explain, "explain", false, "print each check's EXPLAIN (ANALYZE, BUFFERS) after the rounds")
+	flag.BoolVar(&o.hold, "hold", false, "after loading, print the database URL and keep the throwaway server until interrupted (for -database-url runs)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -80,6 +82,11 @@ func run(ctx context.Context, o options, w io.Writer) (bool, error) {
 			return false, err
 		}
 		defer cleanup()
+		if o.hold {
+			fmt.Fprintf(w, "holding: run with -database-url '%s'; Ctrl-C stops the server\n", url)
+			<-ctx.Done()
+			return true, nil
+		}
 	}
 	cfg, err := config.Load()
 	if err != nil {

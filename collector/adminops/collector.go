@@ -2,6 +2,7 @@ package adminops
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -90,14 +91,44 @@ func (c *Collector) SetClock(now func() time.Time) { c.opts.Now = now }
 func (c *Collector) SetTenantCap(n int) { c.opts.TenantCap = n }
 
 // Validate prepares every query on a pooled connection and checks its
-// parameters and result columns; call it at start and refuse to run on error.
+// parameters and result columns. Call it at start: it returns the problems
+// of the operator's override queries (each a *QueryError, joined), and a
+// caller refuses to run on them. A default query that does not fit this
+// database (a schema other than the reference one) is logged, not
+// returned: its check reports the failure every round until it is
+// overridden or disabled. Any other error means the database could not
+// be asked; the rounds report that too.
 func (c *Collector) Validate(ctx context.Context, pool *pgxpool.Pool) error {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("connecting to validate the admin-ops queries: %w", err)
 	}
 	defer conn.Release()
-	return Validate(ctx, conn.Conn(), c.checks)
+	err = Validate(ctx, conn.Conn(), c.checks)
+	if err == nil {
+		return nil
+	}
+	var qe *QueryError
+	if !errors.As(err, &qe) {
+		return err
+	}
+	var refused []error
+	for _, e := range unjoin(err) {
+		if errors.As(e, &qe) && qe.Source == SourceDefault {
+			c.logger.Warn("admin-ops default query does not fit this database", "check", qe.Check, "err", e)
+			continue
+		}
+		refused = append(refused, e)
+	}
+	return errors.Join(refused...)
+}
+
+// unjoin lists the errors errors.Join combined.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // Run runs one round and returns the typed result (for `check`).

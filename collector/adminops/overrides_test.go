@@ -1,7 +1,10 @@
 package adminops_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"log/slog"
 	"maps"
 	"path/filepath"
 	"strings"
@@ -212,21 +215,74 @@ func TestOverrideFileRefusedByValidate(t *testing.T) {
 	}
 }
 
-// The defaults on a database without the reference schema say how to fix it.
-func TestDefaultQueriesRefusedWithoutTheSchema(t *testing.T) {
+// On a database without the reference schema the default queries fail with
+// the fix; serve's start-up check logs them instead of refusing to start,
+// while a bad override file is refused, every bad check named at once.
+func TestValidateOnAnotherSchema(t *testing.T) {
 	e := newEnv(t, false)
-	c := newCollector(t, "", 100)
-	err := c.Validate(e.ctx, e.pool)
+	e.exec("CREATE TABLE ops_admins (tenant_ref bigint, mfa boolean)")
+	checks, err := adminops.LoadChecks("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = validate(e.ctx, e.pool, checks)
 	if err == nil {
 		t.Fatal("the default queries validated without their tables")
 	}
 	for _, w := range []string{
-		"admin-ops check stale_invitations (the default query): does not prepare: relation \"invitation\" does not exist",
+		`admin-ops check stale_invitations (the default query): does not prepare: relation "invitation" does not exist`,
+		`admin-ops check unreviewed_admins (the default query): does not prepare: relation "tenant_membership" does not exist`,
+		`admin-ops check admins_without_mfa (the default query): does not prepare: relation "tenant_membership" does not exist`,
+		`admin-ops check tenants_below_two_admins (the default query): does not prepare: relation "tenant" does not exist`,
 		"override or disable this check in PGCAPACITY_ADMINOPS_QUERIES_FILE",
 	} {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error %q does not say %q", err, w)
 		}
+	}
+
+	var logs bytes.Buffer
+	cfg := testConfig(t, "")
+	c, err := adminops.New(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(e.ctx, e.pool); err != nil {
+		t.Errorf("start-up validation refused the defaults: %v", err)
+	}
+	if n := strings.Count(logs.String(), "admin-ops default query does not fit this database"); n != 4 {
+		t.Errorf("%d warnings logged, want 4:\n%s", n, logs.String())
+	}
+
+	path := writeFile(t, `checks:
+  admins_without_mfa:
+    query: SELECT tenant_ref AS tenant, count(*) AS findings FROM ops_admins WHERE NOT mfa GROUP BY 1
+  stale_invitations:
+    query: SELECT tenant_ref AS tenant, count(*) AS n FROM ops_admins GROUP BY 1
+  unreviewed_admins:
+    query: SELECT tenant_ref AS tenant, count(*) AS findings FROM ops_admin GROUP BY 1
+  tenants_below_two_admins:
+    disabled: true
+`)
+	c, err = adminops.New(testConfig(t, path), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Validate(e.ctx, e.pool)
+	var qe *adminops.QueryError
+	if !errors.As(err, &qe) {
+		t.Fatalf("error %v, want *QueryError", err)
+	}
+	for _, w := range []string{
+		"admin-ops check stale_invitations (" + path + "): returns the columns (tenant, n)",
+		"admin-ops check unreviewed_admins (" + path + `): does not prepare: relation "ops_admin" does not exist`,
+	} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not say %q", err, w)
+		}
+	}
+	if strings.Contains(err.Error(), "admins_without_mfa") || strings.Contains(err.Error(), "tenants_below_two_admins") {
+		t.Errorf("error %q names a good or disabled check", err)
 	}
 }
 

@@ -201,34 +201,48 @@ func (c *Check) checkColumns(fields []pgconn.FieldDescription) error {
 
 // Validate prepares every enabled check's query on conn without running it,
 // and verifies its parameters bind and its result is (tenant, findings).
-// The first problem is returned as a *QueryError.
+// Every bad query is reported, each as a *QueryError, joined; a failure to
+// talk to the server is returned at once as a plain error.
 func Validate(ctx context.Context, conn *pgx.Conn, checks []Check) error {
+	var problems []error
 	for i := range checks {
-		c := &checks[i]
-		if c.Disabled {
+		if checks[i].Disabled {
 			continue
 		}
-		// The unnamed statement: describes the query and leaves nothing behind.
-		sd, err := conn.Prepare(ctx, "", c.sql)
-		if err != nil {
-			if ctx.Err() != nil {
-				return fmt.Errorf("validating admin-ops check %s: %w", c.Name, err)
-			}
-			return &QueryError{Check: c.Name, Source: c.Source, Problem: "does not prepare: " + describePgError(err, c.sql) + fixHint(c), Err: err}
-		}
-		if len(sd.ParamOIDs) != len(c.params) {
-			return &QueryError{Check: c.Name, Source: c.Source, Problem: fmt.Sprintf(
-				"uses positional parameters ($1 ...): use the named parameters %s", parameterList())}
-		}
-		if err := c.checkColumns(sd.Fields); err != nil {
+		err := validateCheck(ctx, conn, &checks[i])
+		var qe *QueryError
+		if err != nil && !errors.As(err, &qe) {
 			return err
 		}
-		args := c.args(Parameters{Now: time.Now(), StaleInvitationAge: time.Hour, ReviewInterval: time.Hour, MinAdmins: 2})
-		for j, oid := range sd.ParamOIDs {
-			if _, err := conn.TypeMap().Encode(oid, pgtype.BinaryFormatCode, args[j], nil); err != nil {
-				return &QueryError{Check: c.Name, Source: c.Source, Problem: fmt.Sprintf(
-					"uses @%s where PostgreSQL expects type oid %d: cast it, as in @%s::%s", c.params[j], oid, c.params[j], parameterType(c.params[j])), Err: err}
-			}
+		if err != nil {
+			problems = append(problems, err)
+		}
+	}
+	return errors.Join(problems...)
+}
+
+func validateCheck(ctx context.Context, conn *pgx.Conn, c *Check) error {
+	// The unnamed statement: describes the query and leaves nothing behind.
+	sd, err := conn.Prepare(ctx, "", c.sql)
+	if err != nil {
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) {
+			return fmt.Errorf("validating admin-ops check %s: %w", c.Name, err)
+		}
+		return &QueryError{Check: c.Name, Source: c.Source, Problem: "does not prepare: " + describePgError(err, c.sql) + fixHint(c), Err: err}
+	}
+	if len(sd.ParamOIDs) != len(c.params) {
+		return &QueryError{Check: c.Name, Source: c.Source, Problem: fmt.Sprintf(
+			"uses positional parameters ($1 ...): use the named parameters %s", parameterList())}
+	}
+	if err := c.checkColumns(sd.Fields); err != nil {
+		return err
+	}
+	args := c.args(Parameters{Now: time.Now(), StaleInvitationAge: time.Hour, ReviewInterval: time.Hour, MinAdmins: 2})
+	for j, oid := range sd.ParamOIDs {
+		if _, err := conn.TypeMap().Encode(oid, pgtype.BinaryFormatCode, args[j], nil); err != nil {
+			return &QueryError{Check: c.Name, Source: c.Source, Problem: fmt.Sprintf(
+				"uses @%s where PostgreSQL expects type oid %d: cast it, as in @%s::%s", c.params[j], oid, c.params[j], parameterType(c.params[j])), Err: err}
 		}
 	}
 	return nil
