@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"log/slog"
 	"math/rand/v2"
 	"net/netip"
 	"strconv"
@@ -44,6 +45,9 @@ type GenerateOptions struct {
 	// Now anchors every timestamp (ages of invitations, reviews, sessions);
 	// zero: the current time. Set it for byte-identical data across runs.
 	Now time.Time
+	// Logger receives one line per loaded table with its rows and time;
+	// nil: discarded.
+	Logger *slog.Logger
 }
 
 // DefaultGenerate gives options for scale: 1 is a few thousand rows (tests),
@@ -124,13 +128,37 @@ func Generate(ctx context.Context, conn *pgx.Conn, opts GenerateOptions) (Counts
 		{"invitation", []string{"invitation_id", "tenant_id", "email", "role", "status", "invited_at", "responded_at"}, g.invitationRows, &c.Invitations},
 		{"access_review", []string{"tenant_id", "user_id", "reviewed_at", "reviewer_user_id", "outcome"}, g.accessReviewRows, &c.AccessReviews},
 	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	// Foreign keys are checked one row at a time during COPY (a few thousand
+	// rows a second into a partitioned parent); like pg_restore, drop them
+	// for the load and add them back after it, which checks every row at once.
+	var deferred []foreignKey
 	for _, l := range loads {
+		fks, err := dropForeignKeys(ctx, tx, g.schema, l.table)
+		if err != nil {
+			return Counts{}, err
+		}
+		deferred = append(deferred, fks...)
+	}
+	for _, l := range loads {
+		start := time.Now()
 		n, err := copyRows(ctx, tx, g.schema, l.table, l.columns, l.rows)
 		if err != nil {
 			return Counts{}, err
 		}
 		*l.count = n
+		logger.Info("sigid: loaded", "table", l.table, "rows", n, "duration", time.Since(start).Round(time.Millisecond))
 	}
+	start := time.Now()
+	for _, fk := range deferred {
+		if _, err := tx.Exec(ctx, "ALTER TABLE "+fk.table+" ADD CONSTRAINT "+pgx.Identifier{fk.name}.Sanitize()+" "+fk.definition); err != nil {
+			return Counts{}, fmt.Errorf("sigid: restoring foreign key %s on %s after the load: %w", fk.name, fk.table, err)
+		}
+	}
+	logger.Info("sigid: restored foreign keys", "count", len(deferred), "duration", time.Since(start).Round(time.Millisecond))
 
 	// COPY wrote the ids; move each sequence past them so that later
 	// inserts through the defaults do not collide.
@@ -160,10 +188,43 @@ func Generate(ctx context.Context, conn *pgx.Conn, opts GenerateOptions) (Counts
 		}
 		analyze += pgx.Identifier{g.schema, table}.Sanitize()
 	}
+	start = time.Now()
 	if _, err := conn.Exec(ctx, analyze); err != nil {
 		return c, fmt.Errorf("sigid: analyzing the generated tables: %w", err)
 	}
+	logger.Info("sigid: analyzed", "duration", time.Since(start).Round(time.Millisecond))
 	return c, nil
+}
+
+// foreignKey is a constraint dropped for the load: its quoted table, its
+// name and its definition as pg_get_constraintdef gives it.
+type foreignKey struct{ table, name, definition string }
+
+// dropForeignKeys drops the foreign keys of schema.table and returns them.
+// Only top-level constraints: their partitions' copies go with them.
+func dropForeignKeys(ctx context.Context, tx pgx.Tx, schema, table string) ([]foreignKey, error) {
+	qualified := pgx.Identifier{schema, table}.Sanitize()
+	rows, err := tx.Query(ctx, `
+SELECT conname::text, pg_get_constraintdef(oid)
+FROM pg_constraint
+WHERE conrelid = to_regclass($1) AND contype = 'f' AND conparentid = 0
+ORDER BY conname`, qualified)
+	if err != nil {
+		return nil, fmt.Errorf("sigid: reading the foreign keys of %s: %w", qualified, err)
+	}
+	fks, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (foreignKey, error) {
+		fk := foreignKey{table: qualified}
+		return fk, row.Scan(&fk.name, &fk.definition)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sigid: reading the foreign keys of %s: %w", qualified, err)
+	}
+	for _, fk := range fks {
+		if _, err := tx.Exec(ctx, "ALTER TABLE "+qualified+" DROP CONSTRAINT "+pgx.Identifier{fk.name}.Sanitize()); err != nil {
+			return nil, fmt.Errorf("sigid: dropping foreign key %s of %s for the load: %w", fk.name, qualified, err)
+		}
+	}
+	return fks, nil
 }
 
 // copyRows streams rows into schema.table with COPY.

@@ -3,6 +3,7 @@ package sigid_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"strconv"
@@ -308,16 +309,27 @@ func TestGenerateFailureLoadsNothing(t *testing.T) {
 //
 //	go test ./internal/sigid -run '^$' -bench Generate -benchtime 1x
 //
-// PGCAPACITY_BENCH_SCALE sets the scale (default 100: about 450,000 rows).
+// PGCAPACITY_BENCH_SCALE sets the DefaultGenerate scale (default 100: about
+// 500,000 rows); PGCAPACITY_BENCH_TENANTS and PGCAPACITY_BENCH_MEMBERSHIPS
+// override those two sizes (the capacity benchmarks of other packages use
+// 100,000 tenants and 5,000,000 memberships).
 func BenchmarkGenerate(b *testing.B) {
-	scale := 100
-	if s := os.Getenv("PGCAPACITY_BENCH_SCALE"); s != "" {
-		var err error
-		if scale, err = strconv.Atoi(s); err != nil || scale < 1 {
-			b.Fatalf("PGCAPACITY_BENCH_SCALE=%q: want a positive integer", s)
+	env := func(name string, def int) int {
+		s := os.Getenv(name)
+		if s == "" {
+			return def
 		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			b.Fatalf("%s=%q: want a positive integer", name, s)
+		}
+		return n
 	}
+	scale := env("PGCAPACITY_BENCH_SCALE", 100)
 	opts := sigid.DefaultGenerate(scale)
+	opts.Tenants = env("PGCAPACITY_BENCH_TENANTS", opts.Tenants)
+	opts.Memberships = env("PGCAPACITY_BENCH_MEMBERSHIPS", opts.Memberships)
+	opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	var rows int64
 	var elapsed time.Duration
 	for b.Loop() {
@@ -345,4 +357,54 @@ func BenchmarkGenerate(b *testing.B) {
 	}
 	b.ReportMetric(float64(rows)/elapsed.Seconds(), "rows/s")
 	b.ReportMetric(float64(rows)/float64(b.N), "rows/op")
+}
+
+// Generate drops the foreign keys for the load and adds them back: after it
+// every constraint is there again, on the parents and on every partition.
+func TestGenerateKeepsConstraints(t *testing.T) {
+	ctx, conn := connect(t)
+	schema := sigid.SchemaOptions{Schema: "Keep Me", Partitions: map[string]int{"referral": 3, "referral_redemption": 5}}
+	if err := sigid.Apply(ctx, conn, schema); err != nil {
+		t.Fatal(err)
+	}
+	constraints := func() []string {
+		rows, err := conn.Query(ctx, `
+SELECT c.relname || ' ' || con.conname || ' ' || con.contype::text || ' ' || pg_get_constraintdef(con.oid) || ' ' || con.convalidated
+FROM pg_constraint con
+JOIN pg_class c ON c.oid = con.conrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1
+ORDER BY 1`, schema.Schema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return defs
+	}
+	before := constraints()
+	opts := sigid.DefaultGenerate(1)
+	opts.Schema = schema.Schema
+	if _, err := sigid.Generate(ctx, conn, opts); err != nil {
+		t.Fatal(err)
+	}
+	after := constraints()
+	if !slices.Equal(before, after) {
+		t.Fatalf("Generate changed the constraints: %d before, %d after", len(before), len(after))
+	}
+	// The foreign key is back, validated, on the parent and each partition.
+	for _, rel := range []string{"referral_redemption", "referral_redemption_p0", "referral_redemption_p4"} {
+		want := rel + ` referral_redemption_referral_fkey f FOREIGN KEY (tenant_id, referral_id) REFERENCES "Keep Me".referral(tenant_id, referral_id) true`
+		if !slices.Contains(after, want) {
+			t.Errorf("missing after Generate: %s", want)
+		}
+	}
+	for _, rel := range []string{"invitation", "access_review"} {
+		want := rel + " " + rel + `_tenant_id_fkey f FOREIGN KEY (tenant_id) REFERENCES "Keep Me".tenant(tenant_id) true`
+		if !slices.Contains(after, want) {
+			t.Errorf("missing after Generate: %s", want)
+		}
+	}
 }
