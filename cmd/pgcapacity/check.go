@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/sigid/pgcapacity/collector"
+	"github.com/sigid/pgcapacity/collector/adminops"
 	"github.com/sigid/pgcapacity/internal/config"
 	"github.com/sigid/pgcapacity/internal/dbpool"
 	"github.com/sigid/pgcapacity/internal/playbook"
@@ -21,6 +22,7 @@ import (
 type checkReport struct {
 	Capacity playbook.Report `json:"capacity"`
 	Latency  latencyReport   `json:"latency"`
+	AdminOps adminops.Result `json:"adminops"`
 }
 
 // holds reports whether any rule holds now.
@@ -83,7 +85,11 @@ func sampleReport(ctx context.Context, cfg config.Config, pool *pgxpool.Pool) (c
 	if err != nil {
 		return checkReport{}, describeDBError(err)
 	}
-	return checkReport{Capacity: playbook.Evaluate(cfg.Thresholds, srv, tables, sizes), Latency: latency}, nil
+	adminOps, err := sampleAdminOps(ctx, cfg, pool)
+	if err != nil {
+		return checkReport{}, describeDBError(err)
+	}
+	return checkReport{Capacity: playbook.Evaluate(cfg.Thresholds, srv, tables, sizes), Latency: latency, AdminOps: adminOps}, nil
 }
 
 // describeDBError adds the fix to the errors an operator meets first.
@@ -127,6 +133,7 @@ func writeReport(w io.Writer, cfg config.Config, r checkReport) {
 	}
 	fmt.Fprintln(w)
 	writeLatency(w, r.Latency)
+	writeAdminOps(w, r.AdminOps)
 	fmt.Fprintf(w, "\nOperating rules right now (alerts fire only after %s):\n", cfg.RuleWindow)
 	for _, f := range c.Findings {
 		verdict := "ok   "

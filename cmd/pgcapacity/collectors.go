@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/sigid/pgcapacity/collector"
+	"github.com/sigid/pgcapacity/collector/adminops"
 	"github.com/sigid/pgcapacity/collector/probes"
 	"github.com/sigid/pgcapacity/collector/statements"
 	"github.com/sigid/pgcapacity/internal/config"
@@ -25,5 +26,10 @@ func buildCollectors(env *environment) ([]collector.Collector, error) {
 		return nil, err
 	}
 	cs = append(cs, pr, statements.NewFromConfig(cfg, env.logger))
+	ao, err := adminops.New(cfg, env.logger) // refuses a bad admin-ops queries file at start
+	if err != nil {
+		return nil, err
+	}
+	cs = append(cs, ao)
 	return cs, nil
 }
