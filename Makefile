@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X github.com/prometheus/common/version.Version=$(VERSION) -X github.com/prometheus/common/version.Revision=$(REVISION)
 
-.PHONY: build demo test deps bench generate
+.PHONY: build demo test deps bench generate test-matrix
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/pgcapacity ./cmd/pgcapacity
@@ -25,3 +25,8 @@ deps:
 
 bench: deps
 	$(GO) run ./bench/exporter
+
+# The integration suite on PostgreSQL 13, 14, 16, 17 and 18 (fetched once
+# with npm pack into a cache); `make test` covers 15. VERSIONS="13 18" picks.
+test-matrix: deps
+	scripts/test-matrix.sh $(VERSIONS)
