@@ -29,8 +29,9 @@ type Thresholds struct {
 	WriteRetentionTarget   Duration `split_words:"true" default:"1h" desc:"rule 4: vacuum lag of a hot partition above this breaks the write retention target"`
 	LatencyRegression      float64  `split_words:"true" default:"0.25" desc:"rule 5: p95 of tenant-scoped probes this fraction above the baseline is a regression"`
 	PlanningShare          float64  `split_words:"true" default:"0.1" desc:"rule 6: planning time above this share of p95 total latency is measurable"`
+	PlanningMin            Duration `split_words:"true" default:"1ms" desc:"rule 6: planning p95 below this never counts as measurable, however large its share (point lookups plan in well under a millisecond)"`
 	RuleWindow             Duration `split_words:"true" default:"7d" desc:"how long a planning rule must hold before it fires (a full business week)"`
-	XIDAgeCritical         float64  `envconfig:"XID_AGE_CRITICAL" default:"1500000000" desc:"transaction-id age of a partition that pages (wraparound at about 2.1 billion)"`
+	XIDAgeCritical         float64  `split_words:"true" default:"1500000000" desc:"transaction-id age of a partition that pages (wraparound at about 2.1 billion)"`
 	VacuumLagFor           Duration `split_words:"true" default:"1h" desc:"how long hot-partition vacuum lag must stay above the retention target before the operational alert"`
 	DecreaseIndexShare     float64  `split_words:"true" default:"0.25" desc:"migrate: a decrease is allowed only while projected per-partition tenant indexes stay under this share of shared_buffers"`
 
