@@ -8,6 +8,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// maxReplayBatch bounds one replay transaction.
+const maxReplayBatch = 50000
+
 // replayBatch consumes up to limit log entries inside tx and resynchronises
 // their keys from the live table into the shadow table.
 func replayBatch(ctx context.Context, tx db, st replayStatements, limit int) (int64, error) {
@@ -67,6 +70,7 @@ func (m *Migrator) catchUp(ctx context.Context, id int64, opts CopyOptions) erro
 		return err
 	}
 	started := time.Now()
+	limit := opts.BatchSize
 	var replayed int64
 	lastLog := time.Now()
 	for {
@@ -78,7 +82,7 @@ func (m *Migrator) catchUp(ctx context.Context, id int64, opts CopyOptions) erro
 		err := m.retryConflicts(bctx, func() error {
 			return pgx.BeginFunc(bctx, m.pool, func(tx pgx.Tx) error {
 				var err error
-				consumed, err = replayBatch(bctx, tx, st, opts.BatchSize)
+				consumed, err = replayBatch(bctx, tx, st, limit)
 				return err
 			})
 		})
@@ -86,13 +90,16 @@ func (m *Migrator) catchUp(ctx context.Context, id int64, opts CopyOptions) erro
 			return fmt.Errorf("migration %d: %w", id, err)
 		}
 		replayed += consumed
-		if consumed >= int64(opts.BatchSize) && time.Since(lastLog) < 10*time.Second {
+		if consumed >= int64(limit) && time.Since(lastLog) < 10*time.Second {
 			continue
 		}
 		left, err := backlog(ctx, m.pool, id)
 		if err != nil {
 			return err
 		}
+		// A backlog that outgrows the batch gets bigger batches, so replay
+		// does not fall behind a busy table for good.
+		limit = int(min(max(left/2, int64(opts.BatchSize)), maxReplayBatch))
 		if m.Progress != nil {
 			m.Progress(Progress{ID: id, Phase: mig.Phase, Backlog: left, RowsPerSecond: float64(replayed) / max(time.Since(started).Seconds(), 1e-3)})
 		}
@@ -100,7 +107,7 @@ func (m *Migrator) catchUp(ctx context.Context, id int64, opts CopyOptions) erro
 			m.logger.Info("replaying captured changes", "id", id, "replayed", replayed, "backlog", left)
 			lastLog = time.Now()
 		}
-		if left <= opts.BacklogTarget && consumed < int64(opts.BatchSize) {
+		if left <= opts.BacklogTarget {
 			break
 		}
 	}

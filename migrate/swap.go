@@ -224,6 +224,7 @@ func (m *Migrator) switchTx(ctx context.Context, tx pgx.Tx, mig *Migration, opts
 			break
 		}
 	}
+	tReplay := time.Now()
 	var liveRows, shadowRows int64
 	if err := tx.QueryRow(ctx, fmt.Sprintf("SELECT (SELECT count(*) FROM %s), (SELECT count(*) FROM %s)", liveName, shadowName)).Scan(&liveRows, &shadowRows); err != nil {
 		return t0, fmt.Errorf("counting rows: %w", err)
@@ -233,6 +234,7 @@ func (m *Migrator) switchTx(ctx context.Context, tx pgx.Tx, mig *Migration, opts
 			liveName, liveRows, shadowName, shadowRows, mig.ID)
 	}
 	res.Rows = liveRows
+	tCount := time.Now()
 	shadow, err := tableByOID(ctx, tx, shadowOID)
 	if err != nil {
 		return t0, err
@@ -308,9 +310,12 @@ func (m *Migrator) switchTx(ctx context.Context, tx pgx.Tx, mig *Migration, opts
 	if err != nil {
 		return t0, err
 	}
+	tRead := time.Now()
 	if _, err := tx.Exec(ctx, strings.Join(script, ";\n")); err != nil {
 		return t0, fmt.Errorf("switching names: %w", err)
 	}
+	m.logger.Debug("swap transaction timing", "id", mig.ID, "read_and_final_replay", tReplay.Sub(t0), "count_check", tCount.Sub(tReplay),
+		"read_names", tRead.Sub(tCount), "script", time.Since(tRead), "statements", len(script))
 	if forward {
 		_, err = tx.Exec(ctx, `UPDATE pgcapacity.migration SET phase = $2, swapped_at = now(), rollback_deadline = now() + $3::interval,
 			swaps = swaps + 1, post_swap_pending = true, last_error = NULL WHERE id = $1`, mig.ID, PhaseSwapped, fmt.Sprintf("%d microseconds", opts.RollbackPeriod.Microseconds()))
