@@ -54,10 +54,10 @@ type Sampler struct {
 }
 
 type result struct {
-	metrics []prometheus.Metric
-	at      time.Time // when these metrics were sampled
-	maxAge  time.Duration
-	lastErr string
+	rendered *rendered // nil before the first good round
+	at       time.Time // when the rendered metrics were sampled
+	maxAge   time.Duration
+	lastErr  string
 }
 
 // NewSampler builds a sampler over pool. Collector names must be unique.
@@ -176,6 +176,17 @@ func (s *Sampler) round(ctx context.Context, c Collector) (err error) {
 
 func (s *Sampler) record(c Collector, metrics []prometheus.Metric, start time.Time, elapsed time.Duration, err error) {
 	name := c.Name()
+	// Render outside the lock: the round's metrics become compressed bytes
+	// and are dropped, so memory holds only the rendered form.
+	var r *rendered
+	if err == nil {
+		out, renderErr := renderMetrics(metrics)
+		if renderErr != nil {
+			err = fmt.Errorf("rendering the round's metrics: %w", renderErr)
+		} else {
+			r = &out
+		}
+	}
 	s.mu.Lock()
 	prev, seen := s.results[name]
 	if !seen {
@@ -206,7 +217,7 @@ func (s *Sampler) record(c Collector, metrics []prometheus.Metric, start time.Ti
 		s.success.WithLabelValues(name).Set(1)
 		s.lastSuccess.WithLabelValues(name).Set(float64(time.Now().UnixNano()) / 1e9)
 		s.up.Set(1)
-		s.results[name] = result{metrics: metrics, at: start, maxAge: staleAfter(c.Interval(), s.opts.RoundTimeout)}
+		s.results[name] = result{rendered: r, at: start, maxAge: staleAfter(c.Interval(), s.opts.RoundTimeout)}
 		s.logger.Debug("collector round", "collector", name, "metrics", len(metrics), "took", elapsed.Round(time.Millisecond))
 	}
 	s.renderLocked()
@@ -267,6 +278,16 @@ func (s *Sampler) renderLocked() {
 	for _, c := range s.runtime {
 		reg.MustRegister(c)
 	}
+	own, err := renderGatherer(reg)
+	if err != nil {
+		s.logger.Error("rendering the exporter's own metrics", "err", err)
+		return
+	}
+	parts := []rendered{own}
+	seen := map[string]string{}
+	for _, f := range own.families {
+		seen[f] = "exporter"
+	}
 	names := make([]string, 0, len(s.results))
 	for name := range s.results {
 		names = append(names, name)
@@ -275,22 +296,35 @@ func (s *Sampler) renderLocked() {
 	now := time.Now()
 	for _, name := range names {
 		r := s.results[name]
-		if r.metrics == nil || now.Sub(r.at) > r.maxAge {
+		if r.rendered == nil || now.Sub(r.at) > r.maxAge {
 			continue
 		}
-		reg.MustRegister(metricSlice(r.metrics))
+		if dup := duplicateFamily(seen, r.rendered.families, name); dup != "" {
+			s.logger.Error("two collectors emit one metric family; leaving one out", "family", dup, "collector", name)
+			continue
+		}
+		parts = append(parts, *r.rendered)
 	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		// Gather returns what it could; an inconsistent family is a bug to log, not a reason to serve nothing.
-		s.logger.Error("inconsistent metrics in a round", "err", err)
-	}
-	snap, err := newSnapshot(mfs)
+	snap, err := assemble(parts)
 	if err != nil {
 		s.logger.Error("rendering the metrics snapshot", "err", err)
 		return
 	}
 	s.snapshot.Store(snap)
+}
+
+// duplicateFamily records owner's families in seen and returns one that
+// another source already owns, which would make the exposition invalid.
+func duplicateFamily(seen map[string]string, families []string, owner string) string {
+	for _, f := range families {
+		if other, ok := seen[f]; ok && other != owner {
+			return f
+		}
+	}
+	for _, f := range families {
+		seen[f] = owner
+	}
+	return ""
 }
 
 // metricSlice is an unchecked collector over one round's metrics.

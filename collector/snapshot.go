@@ -4,89 +4,200 @@ import (
 	"bytes"
 	"compress/gzip"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 )
-
-// Snapshot is one immutable rendering of every metric, in the text and the
-// protobuf exposition formats, each also gzipped. Rendering happens once per
-// sampling round; a scrape only copies bytes, so any number of scrapers
-// costs neither the database nor much CPU.
-type Snapshot struct {
-	At        time.Time
-	Series    int
-	text      []byte
-	textGzip  []byte
-	proto     []byte
-	protoGzip []byte
-}
 
 var (
 	textFormat  = expfmt.NewFormat(expfmt.TypeTextPlain)
 	protoFormat = expfmt.NewFormat(expfmt.TypeProtoDelim)
 )
 
-func newSnapshot(mfs []*dto.MetricFamily) (*Snapshot, error) {
+// rendered is one source's metric families in both exposition formats,
+// gzipped: about a tenth of the plain size, which is what keeps thousands
+// of partitions' series cheap to hold between rounds.
+type rendered struct {
+	textGzip  []byte
+	protoGzip []byte
+	series    int
+	families  []string
+}
+
+// renderMetrics encodes one round's metrics family by family, so only one
+// family's protobuf structures exist at a time.
+func renderMetrics(metrics []prometheus.Metric) (rendered, error) {
+	var order []*prometheus.Desc
+	groups := map[*prometheus.Desc][]prometheus.Metric{}
+	for _, m := range metrics {
+		d := m.Desc()
+		if _, ok := groups[d]; !ok {
+			order = append(order, d)
+		}
+		groups[d] = append(groups[d], m)
+	}
+	enc := newEncoders()
+	for _, d := range order {
+		reg := prometheus.NewRegistry()
+		if err := reg.Register(metricSlice(groups[d])); err != nil {
+			return rendered{}, err
+		}
+		mfs, err := reg.Gather()
+		if err != nil {
+			return rendered{}, fmt.Errorf("gathering %s: %w", d, err)
+		}
+		if err := enc.encode(mfs); err != nil {
+			return rendered{}, err
+		}
+		delete(groups, d)
+	}
+	return enc.close()
+}
+
+// renderGatherer encodes everything g gathers (the exporter's own metrics).
+func renderGatherer(g prometheus.Gatherer) (rendered, error) {
+	mfs, err := g.Gather()
+	if err != nil {
+		return rendered{}, err
+	}
+	enc := newEncoders()
+	if err := enc.encode(mfs); err != nil {
+		return rendered{}, err
+	}
+	return enc.close()
+}
+
+type encoders struct {
+	text, proto       bytes.Buffer
+	textZip, protoZip *gzip.Writer
+	textEnc, protoEnc expfmt.Encoder
+	out               rendered
+}
+
+func newEncoders() *encoders {
+	e := &encoders{}
+	e.textZip, _ = gzip.NewWriterLevel(&e.text, gzip.BestSpeed)
+	e.protoZip, _ = gzip.NewWriterLevel(&e.proto, gzip.BestSpeed)
+	e.textEnc = expfmt.NewEncoder(e.textZip, textFormat)
+	e.protoEnc = expfmt.NewEncoder(e.protoZip, protoFormat)
+	return e
+}
+
+func (e *encoders) encode(mfs []*dto.MetricFamily) error {
+	for _, mf := range mfs {
+		if err := e.textEnc.Encode(mf); err != nil {
+			return fmt.Errorf("encoding %s: %w", mf.GetName(), err)
+		}
+		if err := e.protoEnc.Encode(mf); err != nil {
+			return fmt.Errorf("encoding %s: %w", mf.GetName(), err)
+		}
+		e.out.series += len(mf.GetMetric())
+		e.out.families = append(e.out.families, mf.GetName())
+	}
+	return nil
+}
+
+func (e *encoders) close() (rendered, error) {
+	if err := e.textZip.Close(); err != nil {
+		return rendered{}, err
+	}
+	if err := e.protoZip.Close(); err != nil {
+		return rendered{}, err
+	}
+	e.out.textGzip, e.out.protoGzip = e.text.Bytes(), e.proto.Bytes()
+	return e.out, nil
+}
+
+// Snapshot is one immutable rendering of every metric: text and protobuf
+// exposition, each one gzip member. Rendering happens once per sampling
+// round; a scrape only copies bytes, so any number of scrapers costs
+// neither the database nor much CPU.
+type Snapshot struct {
+	At        time.Time
+	Series    int
+	textGzip  []byte
+	protoGzip []byte
+}
+
+// assemble joins rendered parts into one snapshot. Each family belongs to
+// exactly one part, so concatenating the parts' expositions is valid; they
+// are recompressed as a single gzip member, which every client reads.
+func assemble(parts []rendered) (*Snapshot, error) {
 	s := &Snapshot{At: time.Now()}
 	var err error
-	if s.text, s.textGzip, err = encode(mfs, textFormat); err != nil {
+	if s.textGzip, err = joinGzip(parts, func(r rendered) []byte { return r.textGzip }); err != nil {
 		return nil, err
 	}
-	if s.proto, s.protoGzip, err = encode(mfs, protoFormat); err != nil {
+	if s.protoGzip, err = joinGzip(parts, func(r rendered) []byte { return r.protoGzip }); err != nil {
 		return nil, err
 	}
-	for _, mf := range mfs {
-		s.Series += len(mf.GetMetric())
+	for _, p := range parts {
+		s.Series += p.series
 	}
 	return s, nil
 }
 
-func encode(mfs []*dto.MetricFamily, format expfmt.Format) (plain, zipped []byte, err error) {
+func joinGzip(parts []rendered, pick func(rendered) []byte) ([]byte, error) {
 	var buf bytes.Buffer
-	enc := expfmt.NewEncoder(&buf, format)
-	for _, mf := range mfs {
-		if err := enc.Encode(mf); err != nil {
-			return nil, nil, fmt.Errorf("encoding %s: %w", mf.GetName(), err)
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	for _, p := range parts {
+		zr, err := gzip.NewReader(bytes.NewReader(pick(p)))
+		if err != nil {
+			return nil, err
+		}
+		if _, err := io.Copy(zw, zr); err != nil {
+			return nil, err
 		}
 	}
-	var zbuf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&zbuf, gzip.BestSpeed)
-	if _, err := zw.Write(buf.Bytes()); err != nil {
-		return nil, nil, err
-	}
 	if err := zw.Close(); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return buf.Bytes(), zbuf.Bytes(), nil
+	return buf.Bytes(), nil
 }
 
-// Text returns the text exposition.
-func (s *Snapshot) Text() []byte { return s.text }
+// Text returns the text exposition, uncompressed.
+func (s *Snapshot) Text() ([]byte, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(s.textGzip))
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(zr)
+}
 
 // ServeHTTP writes the snapshot in the format and encoding the scraper asks for.
 func (s *Snapshot) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	format := expfmt.Negotiate(r.Header)
-	body, zipped, contentType := s.text, s.textGzip, textFormat
+	body, contentType := s.textGzip, textFormat
 	if format.FormatType() == expfmt.TypeProtoDelim {
-		body, zipped, contentType = s.proto, s.protoGzip, protoFormat
+		body, contentType = s.protoGzip, protoFormat
 	}
 	h := w.Header()
 	h.Set("Content-Type", string(contentType))
 	h.Set("Vary", "Accept, Accept-Encoding")
 	if acceptsGzip(r.Header.Get("Accept-Encoding")) {
 		h.Set("Content-Encoding", "gzip")
-		body = zipped
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+		if r.Method != http.MethodHead {
+			_, _ = w.Write(body)
+		}
+		return
 	}
-	h.Set("Content-Length", strconv.Itoa(len(body)))
+	// Scrapers ask for gzip; a person's curl may not. Inflate for them.
 	if r.Method == http.MethodHead {
 		return
 	}
-	_, _ = w.Write(body)
+	zr, err := gzip.NewReader(bytes.NewReader(body))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	_, _ = io.Copy(w, zr)
 }
 
 func acceptsGzip(header string) bool {

@@ -20,17 +20,25 @@ func testSnapshot(t *testing.T) *Snapshot {
 		NativeHistogramBucketFactor: 1.1,
 	})
 	hist.Observe(0.005)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(hist, metricSlice{
+	skew, err := renderMetrics([]prometheus.Metric{
 		prometheus.MustNewConstMetric(descSkew, prometheus.GaugeValue, 6.5, "public", "session"),
+		prometheus.MustNewConstMetric(descSkew, prometheus.GaugeValue, 1.5, "public", "referral"),
 	})
-	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	snap, err := newSnapshot(mfs)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(hist)
+	own, err := renderGatherer(reg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	snap, err := assemble([]rendered{own, skew})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Series != 3 {
+		t.Errorf("%d series, want 3", snap.Series)
 	}
 	return snap
 }
@@ -83,7 +91,7 @@ func TestSnapshotServesNegotiatedFormats(t *testing.T) {
 				families[mf.GetName()] = &mf
 			}
 			skew := families["pgcapacity_table_partition_skew_ratio"]
-			if skew == nil || skew.GetMetric()[0].GetGauge().GetValue() != 6.5 {
+			if skew == nil || len(skew.GetMetric()) != 2 || skew.GetMetric()[1].GetGauge().GetValue() != 6.5 {
 				t.Fatalf("skew family %v", skew)
 			}
 			h := families["pgcapacity_probe_duration_seconds"].GetMetric()[0].GetHistogram()

@@ -1,0 +1,416 @@
+// Command exporter benchmarks pgcapacity's exporter at scale: 4 tables ×
+// 1,024 hash partitions (4,096 partitions, about 16,000 relations) on a
+// throwaway PostgreSQL. It prints one full sampling round's time, queries
+// per round at 64 and 4,096 partitions, series with and without partition
+// detail, /metrics latency under 20 concurrent scrapers and the exporter's
+// RSS.
+//
+//	go run ./bench/exporter            # the README's numbers
+//	go run ./bench/exporter -partitions 256 -scrape-duration 5s
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/sigid/pgcapacity/collector"
+	"github.com/sigid/pgcapacity/internal/dbpool"
+	"github.com/sigid/pgcapacity/internal/pgstat"
+	"github.com/sigid/pgcapacity/internal/throwaway"
+)
+
+type options struct {
+	tables         int
+	partitions     int
+	smallPartition int
+	rowsPerTable   int
+	scrapers       int
+	scrapeDuration time.Duration
+	maxScrapes     int
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.tables, "tables", 4, "hash-partitioned tables")
+	flag.IntVar(&o.partitions, "partitions", 1024, "partitions per table at full scale")
+	flag.IntVar(&o.smallPartition, "small-partitions", 16, "partitions per table for the query-count comparison")
+	flag.IntVar(&o.rowsPerTable, "rows", 40_000, "rows per table")
+	flag.IntVar(&o.scrapers, "scrapers", 20, "concurrent /metrics scrapers")
+	flag.DurationVar(&o.scrapeDuration, "scrape-duration", 10*time.Second, "how long the scrapers run")
+	flag.IntVar(&o.maxScrapes, "max-scrapes", 20000, "upper bound on scrapes in total")
+	flag.Parse()
+	if err := run(context.Background(), o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options) error {
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cluster, err := throwaway.Start(ctx, throwaway.Options{Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer cluster.Stop()
+
+	type scale struct {
+		partitions   int
+		queries      int64
+		roundMedian  time.Duration
+		perCollector map[string]time.Duration
+	}
+	var scales []scale
+	var bigURL string
+	for _, n := range []int{o.smallPartition, o.partitions} {
+		url, err := cluster.CreateDatabase(ctx, fmt.Sprintf("bench_%d", n))
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		if err := load(ctx, url, o.tables, n, o.rowsPerTable); err != nil {
+			return err
+		}
+		logger.Info("loaded", "tables", o.tables, "partitions_per_table", n, "took", time.Since(start).Round(time.Millisecond))
+		queries, median, per, err := measureRounds(ctx, url)
+		if err != nil {
+			return err
+		}
+		scales = append(scales, scale{partitions: o.tables * n, queries: queries, roundMedian: median, perCollector: per})
+		bigURL = url
+	}
+	relations, err := countRelations(ctx, bigURL)
+	if err != nil {
+		return err
+	}
+
+	bin, err := buildBinary(ctx)
+	if err != nil {
+		return err
+	}
+	detail, err := measureServe(ctx, bin, bigURL, true, o)
+	if err != nil {
+		return err
+	}
+	noDetail, err := measureServe(ctx, bin, bigURL, false, o)
+	if err != nil {
+		return err
+	}
+
+	fmt.Printf("\npgcapacity exporter benchmark: %d tables, %d relations at full scale, PostgreSQL %d, %d CPUs\n\n",
+		o.tables, relations, cluster.Major(), numCPU())
+	fmt.Println("| measure | value | target |")
+	fmt.Println("|---|---|---|")
+	for _, s := range scales {
+		fmt.Printf("| queries per round (stats + sizes) at %d partitions | %d | constant |\n", s.partitions, s.queries)
+	}
+	for _, s := range scales {
+		fmt.Printf("| full round in-process (median of 5) at %d partitions: stats %s + sizes %s | %s | |\n", s.partitions,
+			s.perCollector["stats"].Round(time.Millisecond), s.perCollector["sizes"].Round(time.Millisecond), s.roundMedian.Round(time.Millisecond))
+	}
+	fmt.Printf("| full round inside serve (stats + sizes) at %d partitions | %s | ≤ 1.0 s |\n", scales[len(scales)-1].partitions, detail.round.Round(time.Millisecond))
+	fmt.Printf("| series with partition detail | %d | |\n", detail.series)
+	fmt.Printf("| series without partition detail | %d | |\n", noDetail.series)
+	fmt.Printf("| /metrics p50 / p99, %d scrapers, detail on (%d scrapes) | %s / %s | p99 ≤ 50 ms |\n", o.scrapers, detail.scrapes, detail.p50.Round(time.Microsecond*10), detail.p99.Round(time.Microsecond*10))
+	fmt.Printf("| /metrics p50 / p99, %d scrapers, detail off (%d scrapes) | %s / %s | |\n", o.scrapers, noDetail.scrapes, noDetail.p50.Round(time.Microsecond*10), noDetail.p99.Round(time.Microsecond*10))
+	fmt.Printf("| exporter RSS after scraping, detail on (peak) | %.1f MiB (%.1f MiB) | ≤ 60 MiB |\n", detail.rssMiB, detail.peakMiB)
+	fmt.Printf("| exporter RSS after scraping, detail off (peak) | %.1f MiB (%.1f MiB) | |\n", noDetail.rssMiB, noDetail.peakMiB)
+	return nil
+}
+
+func numCPU() int {
+	out, _ := exec.Command("nproc").Output()
+	n, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	return n
+}
+
+// load creates tables × partitions and rows; four relations per partition
+// (heap, primary key, two more indexes) and no TOAST, as in the target.
+func load(ctx context.Context, url string, tables, partitions, rows int) error {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	for i := 0; i < tables; i++ {
+		name := fmt.Sprintf("bench_%d", i)
+		q := pgx.Identifier{name}.Sanitize()
+		ddl := []string{
+			fmt.Sprintf(`CREATE TABLE %s (tenant_id uuid NOT NULL, id bigint NOT NULL, created_at timestamptz NOT NULL DEFAULT now(), n int, PRIMARY KEY (tenant_id, id)) PARTITION BY HASH (tenant_id)`, q),
+			fmt.Sprintf(`CREATE INDEX ON %s (tenant_id, created_at)`, q),
+			fmt.Sprintf(`CREATE INDEX ON %s (created_at)`, q),
+		}
+		for p := 0; p < partitions; p++ {
+			ddl = append(ddl, fmt.Sprintf(`CREATE TABLE %s PARTITION OF %s FOR VALUES WITH (MODULUS %d, REMAINDER %d)`,
+				pgx.Identifier{fmt.Sprintf("%s_p%d", name, p)}.Sanitize(), q, partitions, p))
+		}
+		if _, err := conn.Exec(ctx, strings.Join(ddl, ";\n")); err != nil {
+			return fmt.Errorf("creating %s: %w", name, err)
+		}
+		if _, err := conn.Exec(ctx, fmt.Sprintf(`INSERT INTO %s (tenant_id, id, n) SELECT gen_random_uuid(), g, g %% 100 FROM generate_series(1, $1) g`, q), rows); err != nil {
+			return fmt.Errorf("filling %s: %w", name, err)
+		}
+	}
+	if err := pgstat.Flush(ctx, conn); err != nil {
+		return err
+	}
+	_, err = conn.Exec(ctx, "ANALYZE")
+	return err
+}
+
+func countRelations(ctx context.Context, url string) (int, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(ctx)
+	var n int
+	err = conn.QueryRow(ctx, `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'`).Scan(&n)
+	return n, err
+}
+
+// queryCounter counts statements sent, batched ones included.
+type queryCounter struct{ n atomic.Int64 }
+
+func (c *queryCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+func (c *queryCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (c *queryCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+func (c *queryCounter) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {
+	c.n.Add(1)
+}
+func (c *queryCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
+// measureRounds runs the stats and sizes collectors in-process: statements
+// of one round, and the median time of five rounds.
+func measureRounds(ctx context.Context, url string) (int64, time.Duration, map[string]time.Duration, error) {
+	cfg, err := dbpool.Config(url, dbpool.Options{StatementTimeout: time.Minute, LockTimeout: time.Second})
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	counter := &queryCounter{}
+	cfg.ConnConfig.Tracer = counter
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	defer pool.Close()
+	if err := pool.Ping(ctx); err != nil {
+		return 0, 0, nil, err
+	}
+	sel := collector.Selection{HotTables: []string{"bench_*"}, TenantColumn: "tenant_id"}
+	cs := []collector.Collector{collector.NewStats(sel, time.Minute, true), collector.NewSizes(sel, time.Minute, true)}
+	var times []time.Duration
+	per := map[string][]time.Duration{}
+	var queries int64
+	for i := 0; i < 5; i++ {
+		before := counter.n.Load()
+		start := time.Now()
+		for _, c := range cs {
+			cstart := time.Now()
+			if _, err := c.Collect(ctx, pool); err != nil {
+				return 0, 0, nil, err
+			}
+			per[c.Name()] = append(per[c.Name()], time.Since(cstart))
+		}
+		times = append(times, time.Since(start))
+		queries = counter.n.Load() - before
+	}
+	medians := map[string]time.Duration{}
+	for name, ts := range per {
+		medians[name] = median(ts)
+	}
+	return queries, median(times), medians, nil
+}
+
+func median(ts []time.Duration) time.Duration {
+	sort.Slice(ts, func(i, j int) bool { return ts[i] < ts[j] })
+	return ts[len(ts)/2]
+}
+
+func buildBinary(ctx context.Context) (string, error) {
+	dir, err := os.MkdirTemp("", "pgcapacity-bench-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "pgcapacity")
+	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/pgcapacity").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build (run from the repository root): %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+type serveResult struct {
+	round           time.Duration
+	series          int
+	scrapes         int
+	p50, p99        time.Duration
+	rssMiB, peakMiB float64
+}
+
+// measureServe runs `pgcapacity serve` as its own process and scrapes it.
+func measureServe(ctx context.Context, bin, url string, detail bool, o options) (serveResult, error) {
+	var r serveResult
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return r, err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.CommandContext(ctx, bin, "serve")
+	cmd.Env = append(os.Environ(),
+		"PGCAPACITY_DATABASE_URL="+url,
+		"PGCAPACITY_LISTEN_ADDRESS="+addr,
+		"PGCAPACITY_HOT_TABLES=bench_*",
+		"PGCAPACITY_PARTITION_DETAIL="+strconv.FormatBool(detail),
+		"PGCAPACITY_LOG_LEVEL=warn",
+	)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return r, err
+	}
+	defer func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	}()
+	base := "http://" + addr
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			return r, errors.New("serve did not become ready in 2 minutes")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	body, err := get(base + "/metrics")
+	if err != nil {
+		return r, err
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		r.series++
+		for _, c := range []string{"stats", "sizes"} {
+			prefix := `pgcapacity_collector_duration_seconds{collector="` + c + `"} `
+			if strings.HasPrefix(line, prefix) {
+				v, _ := strconv.ParseFloat(strings.TrimPrefix(line, prefix), 64)
+				r.round += time.Duration(v * float64(time.Second))
+			}
+		}
+	}
+	r.scrapes, r.p50, r.p99, err = scrapeConcurrently(base+"/metrics", o)
+	if err != nil {
+		return r, err
+	}
+	r.rssMiB, r.peakMiB, err = rss(cmd.Process.Pid)
+	return r, err
+}
+
+func get(url string) (string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+// scrapeConcurrently runs o.scrapers loops, each asking as Prometheus does
+// (protobuf or text, gzip), bounded in time and count; latency includes
+// reading the whole body.
+func scrapeConcurrently(url string, o options) (int, time.Duration, time.Duration, error) {
+	// The body is read as sent (gzip, not inflated here): the latency is the
+	// exporter's, not this client's decompression.
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.scrapers, DisableCompression: true}, Timeout: 10 * time.Second}
+	var (
+		mu        sync.Mutex
+		latencies []time.Duration
+		firstErr  error
+		remaining atomic.Int64
+	)
+	remaining.Store(int64(o.maxScrapes))
+	stop := time.Now().Add(o.scrapeDuration)
+	var wg sync.WaitGroup
+	for i := 0; i < o.scrapers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(stop) && remaining.Add(-1) >= 0 {
+				req, _ := http.NewRequest(http.MethodGet, url, nil)
+				req.Header.Set("Accept-Encoding", "gzip")
+				req.Header.Set("Accept", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.6,text/plain;version=0.0.4;q=0.3,*/*;q=0.1")
+				start := time.Now()
+				resp, err := client.Do(req)
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				took := time.Since(start)
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				latencies = append(latencies, took)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return 0, 0, 0, firstErr
+	}
+	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
+	q := func(p float64) time.Duration { return latencies[int(p*float64(len(latencies)-1))] }
+	return len(latencies), q(0.50), q(0.99), nil
+}
+
+func rss(pid int) (float64, float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	var cur, peak float64
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "VmRSS:":
+			cur = kb / 1024
+		case "VmHWM:":
+			peak = kb / 1024
+		}
+	}
+	return cur, peak, nil
+}
