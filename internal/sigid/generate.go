@@ -100,7 +100,10 @@ func (opts GenerateOptions) validate() error {
 // Generate loads deterministic, skewed data into the tables Apply created in
 // opts.Schema: COPY per table, streamed, all in one transaction (a failure
 // loads nothing), then moves the sequences past the loaded ids and ANALYZEs.
-// The tables should be empty.
+// The tables should be empty. While it loads, it holds ACCESS EXCLUSIVE locks
+// on the tables with foreign keys (it drops and restores those keys). Should
+// only the final ANALYZE fail, the data stays and the counts come back with
+// the error.
 func Generate(ctx context.Context, conn *pgx.Conn, opts GenerateOptions) (Counts, error) {
 	if err := opts.validate(); err != nil {
 		return Counts{}, err
