@@ -172,6 +172,9 @@ func (w *writers) run(ctx context.Context, seed int64) {
 				own = append(own[:i], own[i+1:]...)
 			}
 		}
+		if errors.Is(err, pgx.ErrNoRows) {
+			err = nil // an insert that found nothing to refer to
+		}
 		if err != nil && ctx.Err() == nil {
 			w.mu.Lock()
 			w.errs = append(w.errs, err)
@@ -208,11 +211,34 @@ func (w *writers) stop(t *testing.T) {
 			t.Errorf("%s %v: deleted, but found (%v)", w.wl.table, k, err)
 		case err != nil:
 			t.Errorf("%s %v: want value %d, read error %v", w.wl.table, k, want, err)
+			w.diagnose(t, k)
 		case got != want:
 			t.Errorf("%s %v: want value %d, got %d (lost update)", w.wl.table, k, want, got)
 		}
 	}
 	t.Logf("%d writes checked on %d keys", w.ops, len(w.ledger))
+}
+
+// diagnose shows where a lost key is and what the migration did.
+func (w *writers) diagnose(t *testing.T, k rowKey) {
+	ctx := context.Background()
+	rows, err := w.pool.Query(ctx, `SELECT c.oid::regclass::text FROM pg_class c WHERE c.relkind = 'p' AND c.relname LIKE '%' || $1`, w.wl.table)
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	tables, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+	for _, tb := range tables {
+		var n int
+		read := strings.Replace(w.wl.read, "public."+w.wl.table, tb, 1)
+		err := w.pool.QueryRow(ctx, "SELECT count(*) FROM ("+read+") x", k.tenant, k.id).Scan(&n)
+		t.Logf("  %s holds %d row(s) for the key (%v)", tb, n, err)
+	}
+	rows, _ = w.pool.Query(ctx, `SELECT at::text || ' ' || event || ' ' || detail FROM pgcapacity.migration_event ORDER BY id`)
+	events, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+	for _, e := range events {
+		t.Logf("  event %s", e)
+	}
 }
 
 // identical asserts that two tables hold the same rows (EXCEPT both ways).

@@ -193,7 +193,35 @@ func (m *Migrator) switchTx(ctx context.Context, tx pgx.Tx, mig *Migration, opts
 	if err != nil {
 		return time.Time{}, err
 	}
-	if _, err := tx.Exec(ctx, fmt.Sprintf("LOCK TABLE %s, %s IN ACCESS EXCLUSIVE MODE", liveName, shadowName)); err != nil {
+	// Lock the referencing tables and views before the table itself: a
+	// write to a referencing table takes its own lock first and then waits
+	// for the referenced one, so the other order deadlocks with it.
+	type dependent struct {
+		OID  uint32
+		Name string
+	}
+	rows, err := tx.Query(ctx, `
+		SELECT DISTINCT con.conrelid, con.conrelid::pg_catalog.regclass::text FROM pg_catalog.pg_constraint con
+		WHERE con.confrelid = $1 AND con.contype = 'f' AND con.conrelid <> $1
+		UNION
+		SELECT DISTINCT r.ev_class, r.ev_class::pg_catalog.regclass::text FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+		WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.refobjid = $1 AND r.ev_class <> $1
+		ORDER BY 2`, liveOID)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("finding dependent tables and views: %w", err)
+	}
+	dependents, err := pgx.CollectRows(rows, pgx.RowToStructByPos[dependent])
+	if err != nil {
+		return time.Time{}, fmt.Errorf("finding dependent tables and views: %w", err)
+	}
+	lockList := []string{}
+	locked := map[uint32]bool{}
+	for _, d := range dependents {
+		lockList = append(lockList, d.Name)
+		locked[d.OID] = true
+	}
+	lockList = append(lockList, liveName, shadowName)
+	if _, err := tx.Exec(ctx, fmt.Sprintf("LOCK TABLE %s IN ACCESS EXCLUSIVE MODE", strings.Join(lockList, ", "))); err != nil {
 		return time.Time{}, err
 	}
 	t0 := time.Now()
@@ -203,13 +231,8 @@ func (m *Migrator) switchTx(ctx context.Context, tx pgx.Tx, mig *Migration, opts
 	}
 	live.Key = mig.KeyColumns
 	for _, fk := range live.ReferencingFKs {
-		if _, err := tx.Exec(ctx, fmt.Sprintf("LOCK TABLE %s IN ACCESS EXCLUSIVE MODE", qi(fk.Schema, fk.Table))); err != nil {
-			return t0, err
-		}
-	}
-	for _, v := range live.Views {
-		if _, err := tx.Exec(ctx, fmt.Sprintf("LOCK TABLE %s IN ACCESS EXCLUSIVE MODE", qi(v.Schema, v.Name))); err != nil {
-			return t0, err
+		if !locked[fk.TableOID] {
+			return t0, fmt.Errorf("%s gained a foreign key to the table while the swap waited for its locks: rerun", qi(fk.Schema, fk.Table))
 		}
 	}
 	n := newNames(mig.ID, live, mig.ToPartitions)
@@ -253,7 +276,7 @@ func (m *Migrator) switchTx(ctx context.Context, tx pgx.Tx, mig *Migration, opts
 	if !forward {
 		liveSide, shadowSide = "new", "original"
 	}
-	rows, err := tx.Query(ctx, `SELECT o.side, o.relkind, n.nspname::text, c.relname::text, o.live_name, o.shadow_name, o.relid = $2
+	rows, err = tx.Query(ctx, `SELECT o.side, o.relkind, n.nspname::text, c.relname::text, o.live_name, o.shadow_name, o.relid = $2
 		FROM pgcapacity.object_name o JOIN pg_catalog.pg_class c ON c.oid = o.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 		WHERE o.migration_id = $1 ORDER BY o.relkind DESC, c.relname`, mig.ID, liveOID)
 	if err != nil {
