@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"testing"
+
+	"github.com/sigid/pgcapacity/internal/throwaway/pgtest"
 )
 
 const helperEnv = "PGCAPACITY_MIGRATE_TEST_HELPER"
@@ -37,3 +40,5 @@ func runHelper() int {
 	}
 	return 0
 }
+
+func newDatabase(t *testing.T) string { return pgtest.NewDatabase(t, cluster) }
