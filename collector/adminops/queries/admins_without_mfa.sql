@@ -2,8 +2,7 @@
 -- removed members and deleted tenants never count.
 SELECT m.tenant_id::text AS tenant, count(*) AS findings
 FROM tenant_membership AS m
-JOIN tenant AS t ON t.tenant_id = m.tenant_id
 WHERE m.role IN ('owner', 'admin') AND m.status = 'active'
-  AND m.mfa_enabled IS NOT TRUE
-  AND t.status <> 'deleted' AND t.deleted_at IS NULL
+  AND NOT m.mfa_enabled
+  AND NOT EXISTS (SELECT FROM tenant AS t WHERE t.tenant_id = m.tenant_id AND t.status = 'deleted')
 GROUP BY m.tenant_id

@@ -1,9 +1,12 @@
 -- Active tenants with fewer than the minimum of active administrators
 -- (owners count); findings are the administrators missing.
-SELECT t.tenant_id::text AS tenant, @min_admins::int - count(m.user_id) AS findings
+SELECT t.tenant_id::text AS tenant, @min_admins::int - coalesce(a.admins, 0) AS findings
 FROM tenant AS t
-LEFT JOIN tenant_membership AS m
-  ON m.tenant_id = t.tenant_id AND m.role IN ('owner', 'admin') AND m.status = 'active'
-WHERE t.status = 'active' AND t.deleted_at IS NULL
-GROUP BY t.tenant_id
-HAVING count(m.user_id) < @min_admins::int
+LEFT JOIN (
+  SELECT m.tenant_id, count(*) AS admins
+  FROM tenant_membership AS m
+  WHERE m.role IN ('owner', 'admin') AND m.status = 'active'
+  GROUP BY m.tenant_id
+) AS a ON a.tenant_id = t.tenant_id
+WHERE t.status = 'active'
+  AND coalesce(a.admins, 0) < @min_admins::int

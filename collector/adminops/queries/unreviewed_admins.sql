@@ -4,13 +4,12 @@
 -- members and deleted tenants never count.
 SELECT m.tenant_id::text AS tenant, count(*) AS findings
 FROM tenant_membership AS m
-JOIN tenant AS t ON t.tenant_id = m.tenant_id
 WHERE m.role IN ('owner', 'admin') AND m.status = 'active'
   AND m.role_granted_at < @now::timestamptz - @review_interval::interval
-  AND t.status <> 'deleted' AND t.deleted_at IS NULL
   AND NOT EXISTS (
     SELECT FROM access_review AS r
     WHERE r.tenant_id = m.tenant_id AND r.user_id = m.user_id
       AND r.reviewed_at >= @now::timestamptz - @review_interval::interval
   )
+  AND NOT EXISTS (SELECT FROM tenant AS t WHERE t.tenant_id = m.tenant_id AND t.status = 'deleted')
 GROUP BY m.tenant_id
