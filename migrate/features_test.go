@@ -16,7 +16,7 @@ import (
 
 var errDone = errors.New("done: roll back")
 
-func exec(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {
+func mustExec(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {
 	t.Helper()
 	if _, err := pool.Exec(context.Background(), sql, args...); err != nil {
 		t.Fatalf("%s: %v", sql, err)
@@ -70,7 +70,7 @@ func TestSwapCarriesDependents(t *testing.T) {
 		`GRANT SELECT ON public.referral_codes TO app_reader`,
 		`CREATE PUBLICATION referral_pub FOR TABLE public.referral`,
 	} {
-		exec(t, pool, s)
+		mustExec(t, pool, s)
 	}
 	m := New(pool, testLogger(t))
 	maxBefore := scalar[int64](t, pool, `SELECT max(referral_id) FROM public.referral`)
@@ -94,7 +94,7 @@ func TestSwapCarriesDependents(t *testing.T) {
 	if sqlState(err) != "23503" {
 		t.Errorf("a redemption of a missing referral: %v, want a foreign key violation", err)
 	}
-	exec(t, pool, `INSERT INTO public.referral_redemption (tenant_id, referral_id, redeemed_by) SELECT tenant_id, referral_id, gen_random_uuid() FROM public.referral LIMIT 1`)
+	mustExec(t, pool, `INSERT INTO public.referral_redemption (tenant_id, referral_id, redeemed_by) SELECT tenant_id, referral_id, gen_random_uuid() FROM public.referral LIMIT 1`)
 	// The view reads the new table.
 	if n := scalar[int](t, pool, `SELECT count(*) FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid WHERE r.ev_class = 'public.referral_codes'::regclass AND d.refobjid = $1`, newOID); n == 0 {
 		t.Error("the view referral_codes does not depend on the new table")
@@ -189,17 +189,17 @@ func TestQuotedNamesAndIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	exec(t, pool, `CREATE SCHEMA "Odd ""Schema"""`)
-	exec(t, pool, `CREATE TABLE "Odd ""Schema"""."Audit""Log" (
+	mustExec(t, pool, `CREATE SCHEMA "Odd ""Schema"""`)
+	mustExec(t, pool, `CREATE TABLE "Odd ""Schema"""."Audit""Log" (
 		"Tenant Id" uuid NOT NULL,
 		"ID" bigint GENERATED ALWAYS AS IDENTITY,
 		"it's" text,
 		len int GENERATED ALWAYS AS (length("it's")) STORED,
 		PRIMARY KEY ("Tenant Id", "ID")) PARTITION BY HASH ("Tenant Id")`)
 	for i := 0; i < 4; i++ {
-		exec(t, pool, fmt.Sprintf(`CREATE TABLE "Odd ""Schema"""."Audit""Log_p%d" PARTITION OF "Odd ""Schema"""."Audit""Log" FOR VALUES WITH (MODULUS 4, REMAINDER %d)`, i, i))
+		mustExec(t, pool, fmt.Sprintf(`CREATE TABLE "Odd ""Schema"""."Audit""Log_p%d" PARTITION OF "Odd ""Schema"""."Audit""Log" FOR VALUES WITH (MODULUS 4, REMAINDER %d)`, i, i))
 	}
-	exec(t, pool, `INSERT INTO "Odd ""Schema"""."Audit""Log" ("Tenant Id", "it's") SELECT gen_random_uuid(), repeat('x', g % 7) || '''$pgc$' FROM generate_series(1, 1500) g`)
+	mustExec(t, pool, `INSERT INTO "Odd ""Schema"""."Audit""Log" ("Tenant Id", "it's") SELECT gen_random_uuid(), repeat('x', g % 7) || '''$pgc$' FROM generate_series(1, 1500) g`)
 	m := New(pool, testLogger(t))
 	id := startAndValidate(t, m, `Odd "Schema"`, `Audit"Log`, 8)
 	table := `"Odd ""Schema"""."Audit""Log"`
@@ -332,9 +332,9 @@ func TestSwapWindowAndRollbackPeriod(t *testing.T) {
 func TestPlanRefusals(t *testing.T) {
 	ctx := context.Background()
 	pool, _ := sigidDB(t, "session", 8)
-	exec(t, pool, `CREATE TABLE public.by_range (id int PRIMARY KEY) PARTITION BY RANGE (id)`)
-	exec(t, pool, `CREATE TABLE public.no_key (tenant_id uuid, v int) PARTITION BY HASH (tenant_id)`)
-	exec(t, pool, `CREATE TABLE public.no_key_p0 PARTITION OF public.no_key FOR VALUES WITH (MODULUS 1, REMAINDER 0)`)
+	mustExec(t, pool, `CREATE TABLE public.by_range (id int PRIMARY KEY) PARTITION BY RANGE (id)`)
+	mustExec(t, pool, `CREATE TABLE public.no_key (tenant_id uuid, v int) PARTITION BY HASH (tenant_id)`)
+	mustExec(t, pool, `CREATE TABLE public.no_key_p0 PARTITION OF public.no_key FOR VALUES WITH (MODULUS 1, REMAINDER 0)`)
 	m := New(pool, testLogger(t))
 	cases := []struct {
 		name  string

@@ -145,28 +145,31 @@ func (w *writers) run(ctx context.Context, seed int64) {
 	rng := rand.New(rand.NewPCG(uint64(seed), 7))
 	var own []rowKey
 	value := 0
+	// Operations run to completion: a cancelled statement may still have
+	// committed, and the ledger must know every committed write.
+	op := context.WithoutCancel(ctx)
 	for ctx.Err() == nil {
 		value++
 		var err error
-		switch op := rng.IntN(10); {
-		case op < 5 || len(own) == 0:
+		switch choice := rng.IntN(10); {
+		case choice < 5 || len(own) == 0:
 			k := rowKey{tenant: w.tenants[rng.IntN(len(w.tenants))]}
-			err = w.pool.QueryRow(ctx, w.wl.insert, k.tenant).Scan(&k.id)
+			err = w.pool.QueryRow(op, w.wl.insert, k.tenant).Scan(&k.id)
 			if err == nil {
 				own = append(own, k)
 				w.record(k, 0)
 			}
-		case op < 8:
+		case choice < 8:
 			k := own[rng.IntN(len(own))]
 			var tag interface{ RowsAffected() int64 }
-			tag, err = w.pool.Exec(ctx, w.wl.update, k.tenant, k.id, value)
+			tag, err = w.pool.Exec(op, w.wl.update, k.tenant, k.id, value)
 			if err == nil && tag.RowsAffected() == 1 {
 				w.record(k, value)
 			}
 		default:
 			i := rng.IntN(len(own))
 			k := own[i]
-			_, err = w.pool.Exec(ctx, w.wl.delete, k.tenant, k.id)
+			_, err = w.pool.Exec(op, w.wl.delete, k.tenant, k.id)
 			if err == nil {
 				w.record(k, -1)
 				own = append(own[:i], own[i+1:]...)
@@ -175,7 +178,7 @@ func (w *writers) run(ctx context.Context, seed int64) {
 		if errors.Is(err, pgx.ErrNoRows) {
 			err = nil // an insert that found nothing to refer to
 		}
-		if err != nil && ctx.Err() == nil {
+		if err != nil {
 			w.mu.Lock()
 			w.errs = append(w.errs, err)
 			w.mu.Unlock()
