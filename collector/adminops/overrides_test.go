@@ -386,3 +386,33 @@ func TestChecksHaveTimeouts(t *testing.T) {
 		t.Errorf("tenants_below_two_admins beside the locked table: %v", got)
 	}
 }
+
+// The example file shipped beside the package loads, validates and runs.
+func TestExampleQueriesFile(t *testing.T) {
+	e := newEnv(t, true)
+	e.load(crafted)
+	e.exec("CREATE TABLE user_mfa (user_id uuid PRIMARY KEY, enrolled_at timestamptz NOT NULL)")
+	for _, user := range []string{"a1", "a2", "a4", "a6", "a3"} {
+		e.exec("INSERT INTO user_mfa VALUES ($1, $2)", id(user), ago(day))
+	}
+	path, err := filepath.Abs("example-queries.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCollector(t, path, 100)
+	if err := c.Validate(e.ctx, e.pool); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Run(e.ctx, e.pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !checkResult(t, res, adminops.StaleInvitations).Disabled {
+		t.Error("stale_invitations is not disabled")
+	}
+	// a5 in alpha, b1, e1, e2, f1, g1, g2 have no enrolment row.
+	want := map[string]int64{"alpha": 1, "bravo": 1, "echo": 2, "foxtrot": 1, "golf": 2}
+	if got := byTenant(checkResult(t, res, adminops.AdminsWithoutMFA), crafted); !maps.Equal(got, want) {
+		t.Errorf("admins_without_mfa from the example: %v, want %v", got, want)
+	}
+}
