@@ -184,6 +184,20 @@ func (m *Migrator) switchTx(ctx context.Context, tx pgx.Tx, mig *Migration, opts
 	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", opts.LockTimeout.Milliseconds())); err != nil {
 		return time.Time{}, err
 	}
+	// When the lock order of a writer crosses ours (an INSERT ... SELECT
+	// that reads the table before it locks a referencing one), let this
+	// transaction notice the deadlock first and be the one that retries,
+	// not the application.
+	var mayTune bool
+	if err := tx.QueryRow(ctx, `SELECT CASE WHEN current_setting('server_version_num')::int >= 150000
+		THEN pg_catalog.has_parameter_privilege('deadlock_timeout', 'SET')
+		ELSE (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) END`).Scan(&mayTune); err == nil && mayTune {
+		if _, err := tx.Exec(ctx, `SELECT pg_catalog.set_config('deadlock_timeout', '50ms', true)`); err != nil {
+			return time.Time{}, err
+		}
+	} else if err != nil {
+		return time.Time{}, err
+	}
 	liveOID, shadowOID := mig.liveOID(), mig.shadowOID()
 	liveName, err := relName(ctx, tx, liveOID)
 	if err != nil {

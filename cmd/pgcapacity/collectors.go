@@ -6,6 +6,7 @@ import (
 	"github.com/sigid/pgcapacity/collector/probes"
 	"github.com/sigid/pgcapacity/collector/statements"
 	"github.com/sigid/pgcapacity/internal/config"
+	"github.com/sigid/pgcapacity/migrate"
 )
 
 // selection is which tables the collectors watch.
@@ -20,6 +21,7 @@ func buildCollectors(env *environment) ([]collector.Collector, error) {
 	cs := []collector.Collector{
 		collector.NewStats(sel, cfg.StatsInterval.D(), cfg.PartitionDetail),
 		collector.NewSizes(sel, cfg.SizesInterval.D(), cfg.PartitionDetail),
+		migrate.NewCollector(cfg.MigrationsInterval.D()),
 	}
 	pr, err := probes.NewFromConfig(cfg, env.logger) // refuses a bad probes file at start
 	if err != nil {

@@ -1,0 +1,143 @@
+package migrate
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Status is a migration with its progress.
+type Status struct {
+	*Migration
+	Backlog     int64
+	CopiedRows  int64
+	DoneBlocks  int64
+	TotalBlocks int64
+	ETA         time.Duration // of the copy; 0 when unknown or done
+	Events      []Event
+}
+
+// Event is one line of a migration's audit trail.
+type Event struct {
+	At     time.Time
+	Actor  string
+	Event  string
+	Detail string
+}
+
+// Status reads migration id with its progress and audit trail.
+func (m *Migrator) Status(ctx context.Context, id int64) (*Status, error) {
+	mig, err := loadMigration(ctx, m.pool, id, false)
+	if err != nil {
+		return nil, err
+	}
+	return m.status(ctx, mig, true)
+}
+
+// List reads every migration, newest first.
+func (m *Migrator) List(ctx context.Context) ([]*Status, error) {
+	ms, err := ListMigrations(ctx, m.pool)
+	if err != nil {
+		return nil, err
+	}
+	var out []*Status
+	for _, mig := range ms {
+		s, err := m.status(ctx, mig, false)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func (m *Migrator) status(ctx context.Context, mig *Migration, events bool) (*Status, error) {
+	s := &Status{Migration: mig}
+	if err := m.pool.QueryRow(ctx, `SELECT coalesce(sum(copied_rows), 0)::bigint, coalesce(sum(least(next_block, total_blocks)), 0)::bigint, coalesce(sum(total_blocks), 0)::bigint
+		FROM pgcapacity.copy_progress WHERE migration_id = $1`, mig.ID).Scan(&s.CopiedRows, &s.DoneBlocks, &s.TotalBlocks); err != nil {
+		return nil, fmt.Errorf("reading the progress of migration %d: %w", mig.ID, err)
+	}
+	if mig.Active() {
+		var err error
+		if s.Backlog, err = backlog(ctx, m.pool, mig.ID); err != nil {
+			return nil, err
+		}
+	}
+	if mig.Phase == PhaseCopying && mig.CopyStartedAt != nil && s.DoneBlocks > 0 && s.TotalBlocks > s.DoneBlocks {
+		elapsed := m.now().Sub(*mig.CopyStartedAt)
+		s.ETA = time.Duration(float64(elapsed) * float64(s.TotalBlocks-s.DoneBlocks) / float64(s.DoneBlocks))
+	}
+	if events {
+		rows, err := m.pool.Query(ctx, `SELECT at, actor, event, detail FROM pgcapacity.migration_event WHERE migration_id = $1 ORDER BY id`, mig.ID)
+		if err != nil {
+			return nil, fmt.Errorf("reading the events of migration %d: %w", mig.ID, err)
+		}
+		if s.Events, err = pgx.CollectRows(rows, pgx.RowToStructByPos[Event]); err != nil {
+			return nil, fmt.Errorf("reading the events of migration %d: %w", mig.ID, err)
+		}
+	}
+	return s, nil
+}
+
+// Next says what the operator does next.
+func (s *Status) Next() string {
+	id := s.ID
+	switch s.Phase {
+	case PhaseCopying, PhaseCatchingUp:
+		return fmt.Sprintf("pgcapacity migrate resume %d   (continues from the last checkpoint)", id)
+	case PhaseReady:
+		if s.ValidatedAt == nil {
+			return fmt.Sprintf("pgcapacity migrate validate %d", id)
+		}
+		return fmt.Sprintf("pgcapacity migrate swap %d --window \"Sat 02:00-04:00 Europe/Berlin\"", id)
+	case PhaseSwapped:
+		if s.RollbackDeadline != nil {
+			return fmt.Sprintf("keep the original until %s (rollback: pgcapacity migrate rollback %d), then pgcapacity migrate drop-old %d",
+				s.RollbackDeadline.UTC().Format(time.RFC3339), id, id)
+		}
+		return fmt.Sprintf("pgcapacity migrate drop-old %d after the rollback period", id)
+	case PhaseRolledBack:
+		return fmt.Sprintf("pgcapacity migrate swap %d again, or pgcapacity migrate abort %d", id, id)
+	}
+	return "nothing: finished"
+}
+
+// Print writes the status for a person.
+func (s *Status) Print(w io.Writer) {
+	fmt.Fprintf(w, "migration %d: %s.%s %d -> %d partitions, phase %s\n", s.ID, s.Schema, s.Table, s.FromPartitions, s.ToPartitions, s.Phase)
+	fmt.Fprintf(w, "  reason: %s; requester %s; approver %s\n", s.Reason, s.Requester, s.Approver)
+	if s.ForceDecreaseReason != nil {
+		fmt.Fprintf(w, "  decrease forced: %s\n", *s.ForceDecreaseReason)
+	}
+	pct := 0.0
+	if s.TotalBlocks > 0 {
+		pct = 100 * float64(s.DoneBlocks) / float64(s.TotalBlocks)
+	} else if s.Phase != PhaseCopying {
+		pct = 100
+	}
+	fmt.Fprintf(w, "  copy: %d rows, %.1f%% of %d blocks", s.CopiedRows, pct, s.TotalBlocks)
+	if s.ETA > 0 {
+		fmt.Fprintf(w, ", about %s left", s.ETA.Round(time.Second))
+	}
+	fmt.Fprintf(w, "\n  backlog: %d captured changes to replay\n", s.Backlog)
+	if s.SwappedAt != nil {
+		fmt.Fprintf(w, "  swapped: %s (%d swap(s))", s.SwappedAt.UTC().Format(time.RFC3339), s.Swaps)
+		if s.LastLockHoldSeconds != nil {
+			fmt.Fprintf(w, ", last exclusive lock held %.0f ms", *s.LastLockHoldSeconds*1000)
+		}
+		fmt.Fprintln(w)
+	}
+	if s.PostSwapPending {
+		fmt.Fprintf(w, "  post-swap steps pending (foreign key validation, ANALYZE): pgcapacity migrate resume %d\n", s.ID)
+	}
+	if s.LastError != nil {
+		fmt.Fprintf(w, "  last error: %s\n", *s.LastError)
+	}
+	fmt.Fprintf(w, "  next: %s\n", s.Next())
+	for _, e := range s.Events {
+		fmt.Fprintf(w, "  %s %-10s %-12s %s\n", e.At.UTC().Format(time.RFC3339), e.Actor, e.Event, e.Detail)
+	}
+}
