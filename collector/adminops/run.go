@@ -151,7 +151,10 @@ func runCheck(ctx context.Context, pool *pgxpool.Pool, c *Check, params Paramete
 		milliseconds(opts.QueryTimeout), milliseconds(opts.LockTimeout)); err != nil {
 		return nil, fmt.Errorf("admin-ops check %s: setting timeouts: %w", c.Name, err)
 	}
-	rows, err := tx.Query(ctx, c.sql, c.args(params)...)
+	// An unnamed statement each round: planned with this round's values
+	// (never a generic plan), and safe when the schema changes between rounds.
+	args := append([]any{pgx.QueryExecModeDescribeExec}, c.args(params)...)
+	rows, err := tx.Query(ctx, c.sql, args...)
 	if err != nil {
 		return nil, &QueryError{Check: c.Name, Source: c.Source, Problem: "failed: " + describePgError(err, c.sql), Err: err}
 	}
