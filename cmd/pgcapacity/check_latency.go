@@ -21,13 +21,15 @@ const checkProbeRounds = 5
 type latencyReport struct {
 	Rounds                 int            `json:"rounds"`
 	PlanningShareThreshold float64        `json:"planning_share_threshold"`
+	PlanningMin            time.Duration  `json:"planning_min_ns"`
 	Tables                 []latencyTable `json:"tables"`
 }
 
 type latencyTable struct {
 	probes.TableLatency
 	// AboveThreshold: planning is more than PGCAPACITY_PLANNING_SHARE of
-	// p95 in these few rounds. Shown, not judged: rule 6 needs a week.
+	// p95 and its p95 above PGCAPACITY_PLANNING_MIN in these few rounds.
+	// Shown, not judged: rule 6 needs a week.
 	AboveThreshold bool   `json:"planning_share_above_threshold"`
 	Error          string `json:"error,omitempty"` // the first probe error of the table
 }
@@ -51,10 +53,12 @@ func sampleLatency(ctx context.Context, cfg config.Config, pool *pgxpool.Pool) (
 			}
 		}
 	}
-	rep := latencyReport{Rounds: checkProbeRounds, PlanningShareThreshold: cfg.PlanningShare}
+	rep := latencyReport{Rounds: checkProbeRounds, PlanningShareThreshold: cfg.PlanningShare, PlanningMin: cfg.PlanningMin.D()}
 	for _, tl := range c.Summary(time.Since(start) + time.Minute) {
 		t := latencyTable{TableLatency: tl, Error: firstErr[[2]string{tl.Schema, tl.Table}]}
-		t.AboveThreshold = tl.Samples > 0 && tl.PlanningShare > cfg.PlanningShare
+		// Both parts of rule 6: a share of p95, and planning long enough to
+		// matter (point lookups plan in a tenth of a millisecond).
+		t.AboveThreshold = tl.Samples > 0 && tl.PlanningShare > cfg.PlanningShare && tl.Planning.P95 > cfg.PlanningMin.D()
 		rep.Tables = append(rep.Tables, t)
 	}
 	return rep, nil
@@ -62,7 +66,7 @@ func sampleLatency(ctx context.Context, cfg config.Config, pool *pgxpool.Pool) (
 
 func writeLatency(w io.Writer, l latencyReport) {
 	fmt.Fprintf(w, "\nTenant-scoped probe latency, %d rounds now (p50 / p95 / p99); PartitionPlanningTimeSignificant\n"+
-		"compares the planning share of p95 with %.0f%% over a week of probes, not over these rounds:\n\n", l.Rounds, 100*l.PlanningShareThreshold)
+		"needs planning above %.0f%% of p95 and above %s over a week of probes, not over these rounds:\n\n", l.Rounds, 100*l.PlanningShareThreshold, l.PlanningMin)
 	if len(l.Tables) == 0 {
 		fmt.Fprintln(w, "(no probes: PGCAPACITY_PROBES_FILE disables them all)")
 		return
@@ -83,7 +87,7 @@ func writeLatency(w io.Writer, l latencyReport) {
 		}
 		share := fmt.Sprintf("%.0f%%", 100*t.PlanningShare)
 		if t.AboveThreshold {
-			share += fmt.Sprintf(" (above %.0f%%)", 100*l.PlanningShareThreshold)
+			share += fmt.Sprintf(" (above %.0f%% and %s)", 100*l.PlanningShareThreshold, l.PlanningMin)
 		}
 		fmt.Fprintf(tw, "%s.%s\t%d\t%s\t%s\t%s\t%s\t\n", t.Schema, t.Table, t.Samples, q(t.Planning), q(t.Execution), q(t.Total), share)
 	}
