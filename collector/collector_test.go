@@ -297,7 +297,7 @@ func TestTenantLeadingIndexDetection(t *testing.T) {
 			t.Errorf("%s: tenant index %v (want %v), all %v (want %v)", p.Name, p.TenantIndexBytes, want, p.IndexBytes, all)
 		}
 		var heap float64
-		if err := f.admin.QueryRow(f.ctx, `SELECT pg_table_size($1::regclass)`, p.Name).Scan(&heap); err != nil {
+		if err := f.admin.QueryRow(f.ctx, `SELECT pg_relation_size(c.oid) + coalesce(pg_relation_size(nullif(c.reltoastrelid, 0)), 0) FROM pg_class c WHERE c.oid = $1::regclass`, p.Name).Scan(&heap); err != nil {
 			t.Fatal(err)
 		}
 		if p.HeapBytes != heap || p.Estimated {

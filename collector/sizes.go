@@ -10,6 +10,9 @@ import (
 )
 
 // sizesSQL reads heap, index and tenant-leading index bytes of every leaf.
+// Heap is the main fork of the table and of its TOAST table: one file
+// size each, not pg_table_size's six (free space and visibility maps are
+// not what outgrows memory).
 //
 // pg_table_size and pg_relation_size take ACCESS SHARE on the relation and
 // would queue behind DDL or a migration's ACCESS EXCLUSIVE lock (granted or
@@ -30,8 +33,10 @@ SELECT r.root_schema, r.root_name, r.strategy, coalesce(l.nspname, ''), coalesce
        (l.oid IS NOT NULL AND (l.oid IN (SELECT relation FROM locked) OR l.reltoastrelid IN (SELECT relation FROM locked))) AS heap_estimated,
        CASE WHEN l.oid IS NULL THEN 0
             WHEN l.oid IN (SELECT relation FROM locked) OR l.reltoastrelid IN (SELECT relation FROM locked)
-            THEN l.relpages::bigint * (SELECT bytes FROM block)
-            ELSE pg_catalog.pg_table_size(l.oid) END::float8 AS heap_bytes,
+            THEN (l.relpages::bigint + coalesce((SELECT t.relpages FROM pg_catalog.pg_class t WHERE t.oid = l.reltoastrelid), 0)) * (SELECT bytes FROM block)
+            ELSE pg_catalog.pg_relation_size(l.oid)
+                 + CASE WHEN l.reltoastrelid = 0 THEN 0 ELSE pg_catalog.pg_relation_size(l.reltoastrelid) END
+       END::float8 AS heap_bytes,
        ix.estimated, ix.index_bytes, ix.tenant_index_bytes
 FROM roots r
 LEFT JOIN leaves l ON l.root = r.root
@@ -117,10 +122,10 @@ var (
 	descHotTenantIndex      = newDesc("hot_tenant_index_bytes", "All tenant-leading btree indexes of hot tables together, in bytes.", nil)
 	descTableTenantIndex    = newDesc("table_tenant_index_bytes", "Btree indexes whose leading column is the tenant key, all partitions, in bytes.", tableLabels)
 	descTableTenantIndexMax = newDesc("table_tenant_index_partition_max_bytes", "The largest single partition's tenant-leading btree indexes, in bytes.", tableLabels)
-	descTableHeap           = newDesc("table_heap_bytes", "Heap (with TOAST) of all partitions, in bytes.", tableLabels)
+	descTableHeap           = newDesc("table_heap_bytes", "Heap (main fork, with TOAST) of all partitions, in bytes.", tableLabels)
 	descTableIndex          = newDesc("table_index_bytes", "All indexes of all partitions, in bytes.", tableLabels)
 	descTableSizesEstimated = newDesc("table_sizes_estimated_partitions", "Partitions sized from the catalog this round because they were locked by DDL.", tableLabels)
-	descPartHeap            = newDesc("partition_heap_bytes", "Heap (with TOAST, free space and visibility maps) of the partition, in bytes.", partitionLabels)
+	descPartHeap            = newDesc("partition_heap_bytes", "Heap (main fork, with its TOAST table's) of the partition, in bytes.", partitionLabels)
 	descPartIndex           = newDesc("partition_index_bytes", "All indexes of the partition, in bytes.", partitionLabels)
 	descPartTenantIndex     = newDesc("partition_tenant_index_bytes", "Tenant-leading btree indexes of the partition, in bytes.", partitionLabels)
 )

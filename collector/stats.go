@@ -16,6 +16,8 @@ import (
 // partitionTreeCTE lists every top-level partitioned table (root) with all
 // its descendants; leaves are the relkind 'r' rows. Multi-level partitions
 // roll up to their root this way. Catalog reads only: no relation locks.
+// roots is MATERIALIZED so its key-column subqueries run once per table,
+// not once per partition (4,096 partitions: 0.9 s against 0.3 s).
 const partitionTreeCTE = `
 WITH RECURSIVE tree AS (
     SELECT pt.partrelid AS root, pt.partrelid AS relid
@@ -25,7 +27,7 @@ WITH RECURSIVE tree AS (
     SELECT t.root, i.inhrelid
     FROM tree t JOIN pg_catalog.pg_inherits i ON i.inhparent = t.relid
 ),
-roots AS (
+roots AS MATERIALIZED (
     SELECT pt.partrelid AS root, rn.nspname AS root_schema, r.relname AS root_name,
            CASE pt.partstrat WHEN 'h' THEN 'hash' WHEN 'l' THEN 'list' WHEN 'r' THEN 'range' ELSE pt.partstrat::text END AS strategy,
            coalesce((SELECT string_agg(coalesce(a.attname::text, 'expression'), ',' ORDER BY k.ord)
