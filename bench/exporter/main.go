@@ -20,12 +20,14 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -44,6 +46,7 @@ type options struct {
 	scrapers       int
 	scrapeDuration time.Duration
 	maxScrapes     int
+	hold           bool
 }
 
 func main() {
@@ -55,8 +58,11 @@ func main() {
 	flag.IntVar(&o.scrapers, "scrapers", 20, "concurrent /metrics scrapers")
 	flag.DurationVar(&o.scrapeDuration, "scrape-duration", 10*time.Second, "how long the scrapers run")
 	flag.IntVar(&o.maxScrapes, "max-scrapes", 20000, "upper bound on scrapes in total")
+	flag.BoolVar(&o.hold, "hold", false, "load the full-scale database, print its URL and wait (for EXPLAIN by hand)")
 	flag.Parse()
-	if err := run(context.Background(), o); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -78,7 +84,11 @@ func run(ctx context.Context, o options) error {
 	}
 	var scales []scale
 	var bigURL string
-	for _, n := range []int{o.smallPartition, o.partitions} {
+	sizes := []int{o.smallPartition, o.partitions}
+	if o.hold {
+		sizes = sizes[1:]
+	}
+	for _, n := range sizes {
 		url, err := cluster.CreateDatabase(ctx, fmt.Sprintf("bench_%d", n))
 		if err != nil {
 			return err
@@ -88,6 +98,11 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 		logger.Info("loaded", "tables", o.tables, "partitions_per_table", n, "took", time.Since(start).Round(time.Millisecond))
+		if o.hold {
+			fmt.Printf("psql '%s'\n", url)
+			<-ctx.Done()
+			return nil
+		}
 		queries, median, per, err := measureRounds(ctx, url)
 		if err != nil {
 			return err
