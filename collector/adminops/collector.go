@@ -87,9 +87,6 @@ func (c *Collector) Checks() []Check { return append([]Check(nil), c.checks...) 
 // SetClock makes rounds use now as their reference time (tests pin it).
 func (c *Collector) SetClock(now func() time.Time) { c.opts.Now = now }
 
-// SetTenantCap changes how many tenants per check are published.
-func (c *Collector) SetTenantCap(n int) { c.opts.TenantCap = n }
-
 // Validate prepares every query on a pooled connection and checks its
 // parameters and result columns. Call it at start: it returns the problems
 // of the operator's override queries (each a *QueryError, joined), and a
