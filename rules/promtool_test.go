@@ -188,3 +188,20 @@ func TestPromtoolTestsCatchBrokenRules(t *testing.T) {
 		})
 	}
 }
+
+// The suite is pinned to Debian bookworm's packages: promtool's unit-test
+// semantics (range boundaries, group order) and Alertmanager's accepted
+// configuration change between releases.
+func TestPinnedToolVersions(t *testing.T) {
+	for _, tc := range []struct{ tool, want string }{
+		{"promtool", "version 2.42."},
+		{"prometheus", "version 2.42."},
+		{"amtool", "version 0.25."},
+		{"prometheus-alertmanager", "version 0.25."},
+	} {
+		out, err := runTool(t, ".", tc.tool, "--version")
+		if err != nil || !strings.Contains(out, tc.want) {
+			t.Errorf("%s --version: %v\n%s\nthe rules are tested with Debian bookworm's prometheus 2.42 and prometheus-alertmanager 0.25: %s", tc.tool, err, out, installHint)
+		}
+	}
+}
