@@ -82,6 +82,11 @@ BEGIN
         RAISE WARNING 'not in search_path (%), so not granted: %; the collectors that read them will fail',
             current_setting('search_path'), array_to_string(missing, ', ');
     END IF;
+    -- Before PostgreSQL 15 every role may create tables in public.
+    IF pg_catalog.has_schema_privilege('pgcapacity', home, 'CREATE') THEN
+        RAISE WARNING 'every role may create tables in schema %, pgcapacity too', home
+            USING HINT = format('REVOKE CREATE ON SCHEMA %I FROM PUBLIC (the default from PostgreSQL 15 on), then grant CREATE to the roles that need it', home);
+    END IF;
     -- pgcapacity names the SigID tables without a schema.
     EXECUTE format('ALTER ROLE pgcapacity IN DATABASE %I SET search_path = %I', current_database(), home);
 

@@ -10,6 +10,9 @@ BEGIN
     END IF;
 END
 $$;
+-- Only the owner creates tables in public (PostgreSQL 15's default, spelled
+-- out for older servers).
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 GRANT CREATE, USAGE ON SCHEMA public TO sigid_owner;
 -- The schema file starts with CREATE SCHEMA IF NOT EXISTS, which checks CREATE
 -- on the database even when the schema exists.
