@@ -231,22 +231,51 @@ SET next_block = $3, copied_rows = copied_rows + $4, done = $3 >= total_blocks
 WHERE migration_id = $1 AND source_oid = $2`
 
 // replaySQL consumes up to $1 log entries in log order and resynchronises
-// their keys: delete them from the shadow table, then insert the live
-// table's current rows. Rerunning it is harmless; a change committed after
-// its snapshot leaves its own log entry for the next round.
+// their keys from the live table into the shadow: delete the keys the live
+// table no longer has, then upsert the live rows (an update that changes
+// nothing is skipped, and one that changes no indexed column stays HOT).
+// When a unique key other than the primary key makes the upsert collide
+// (values moving between rows within one batch), the batch falls back to
+// deleting all its keys and inserting the live rows. Rerunning either is
+// harmless; a change committed after its snapshot leaves its own log entry
+// for the next round.
 type replayStatements struct {
-	take, remove, insert string
+	take, remove, upsert, removeAll, insert string
 }
 
 func replaySQL(t *Table, n names, live, shadow string) replayStatements {
 	cols := t.InsertableColumns()
 	keys := fmt.Sprintf("jsonb_populate_recordset(NULL::%s, $1)", n.logTable)
+	isKey := map[string]bool{}
+	for _, k := range t.Key {
+		isKey[k] = true
+	}
+	var set, cur, exc []string
+	for _, c := range cols {
+		if isKey[c] {
+			continue
+		}
+		set = append(set, fmt.Sprintf("%s = EXCLUDED.%s", qi(c), qi(c)))
+		cur = append(cur, "s."+qi(c))
+		exc = append(exc, "EXCLUDED."+qi(c))
+	}
+	conflict := "DO NOTHING"
+	if len(set) > 0 {
+		conflict = fmt.Sprintf("DO UPDATE SET %s WHERE (%s) IS DISTINCT FROM (%s)", strings.Join(set, ", "), strings.Join(cur, ", "), strings.Join(exc, ", "))
+		if len(cur) == 1 {
+			conflict = fmt.Sprintf("DO UPDATE SET %s WHERE %s IS DISTINCT FROM %s", set[0], cur[0], exc[0])
+		}
+	}
 	return replayStatements{
 		take: fmt.Sprintf(`WITH d AS (
   DELETE FROM %s WHERE seq IN (SELECT seq FROM %s ORDER BY seq LIMIT $1) RETURNING %s
 )
 SELECT count(*), coalesce(jsonb_agg(DISTINCT to_jsonb(d)), '[]'::jsonb) FROM d`, n.logTable, n.logTable, list("", t.Key)),
-		remove: fmt.Sprintf(`DELETE FROM %s t USING %s k WHERE %s`, shadow, keys, keyJoin("t", "k", t.Key)),
+		remove: fmt.Sprintf(`DELETE FROM %s t USING %s k WHERE %s AND NOT EXISTS (SELECT 1 FROM %s l WHERE %s)`,
+			shadow, keys, keyJoin("t", "k", t.Key), live, keyJoin("l", "k", t.Key)),
+		upsert: fmt.Sprintf(`INSERT INTO %s AS s (%s)%s SELECT %s FROM %s t JOIN %s k ON %s ON CONFLICT (%s) %s`,
+			shadow, list("", cols), overriding(t), list("t.", cols), live, keys, keyJoin("t", "k", t.Key), list("", t.Key), conflict),
+		removeAll: fmt.Sprintf(`DELETE FROM %s t USING %s k WHERE %s`, shadow, keys, keyJoin("t", "k", t.Key)),
 		insert: fmt.Sprintf(`INSERT INTO %s (%s)%s SELECT %s FROM %s t JOIN %s k ON %s`,
 			shadow, list("", cols), overriding(t), list("t.", cols), live, keys, keyJoin("t", "k", t.Key)),
 	}

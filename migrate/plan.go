@@ -336,7 +336,7 @@ func planSteps(t *Table, p *Plan) ([]Step, error) {
 		{Name: "start: copy each original partition in block-range batches", Note: fmt.Sprintf("one short transaction per batch with its checkpoint; for each of the %d original partitions, up to the block count measured after capture began (rows written later arrive through capture); shown for %s", p.From, first),
 			SQL: []string{copyBatchSQL(t, n, first), checkpointSQL}},
 		{Name: "start/resume: replay captured changes until the backlog is small", Note: "one transaction per batch; each key is resynchronised from the live table's current row",
-			SQL: []string{rp.take, rp.remove, rp.insert}},
+			SQL: []string{rp.take, rp.remove, rp.upsert, "-- when another unique key collides within the batch, instead of the upsert:", rp.removeAll, rp.insert}},
 		{Name: "validate: counts and checksums per new partition, constraints and indexes", Note: "in one snapshot; keys with changes still in the log are left out on both sides; shown for the first partitions",
 			SQL: []string{validateOriginalSQL(t, n, first), validateNewSQL(t, n, qi(t.Schema, n.newPartitionShadow(0)))}},
 		{Name: "swap: one transaction holding the locks", Note: "lock_timeout with retries; then the final replay (above) until the log is empty, the count check, and:",

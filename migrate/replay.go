@@ -3,6 +3,7 @@ package migrate
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -23,6 +24,25 @@ func replayBatch(ctx context.Context, tx db, st replayStatements, limit int) (in
 		return 0, nil
 	}
 	if _, err := tx.Exec(ctx, st.remove, keys); err != nil {
+		return 0, fmt.Errorf("replaying changes (removing deleted rows): %w", err)
+	}
+	if _, err := tx.Exec(ctx, "SAVEPOINT pgcapacity_upsert"); err != nil {
+		return 0, err
+	}
+	_, err := tx.Exec(ctx, st.upsert, keys)
+	if err == nil {
+		_, err = tx.Exec(ctx, "RELEASE SAVEPOINT pgcapacity_upsert")
+		return consumed, err
+	}
+	if sqlState(err) != "23505" {
+		return 0, fmt.Errorf("replaying changes (upserting current rows): %w", err)
+	}
+	// Another unique key collided inside the batch: resynchronise the
+	// whole batch by delete and insert instead.
+	if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgcapacity_upsert"); err != nil {
+		return 0, err
+	}
+	if _, err := tx.Exec(ctx, st.removeAll, keys); err != nil {
 		return 0, fmt.Errorf("replaying changes (removing stale rows): %w", err)
 	}
 	if _, err := tx.Exec(ctx, st.insert, keys); err != nil {
@@ -71,6 +91,7 @@ func (m *Migrator) catchUp(ctx context.Context, id int64, opts CopyOptions) erro
 	}
 	started := time.Now()
 	limit := opts.BatchSize
+	best, sinceBest := int64(math.MaxInt64), 0
 	var replayed int64
 	lastLog := time.Now()
 	for {
@@ -108,6 +129,15 @@ func (m *Migrator) catchUp(ctx context.Context, id int64, opts CopyOptions) erro
 			lastLog = time.Now()
 		}
 		if left <= opts.BacklogTarget {
+			break
+		}
+		// Under a steady stream of writes the backlog settles at a floor
+		// that replay cannot beat; a swap then stops here and replays the
+		// rest under its lock instead of chasing the writers for ever.
+		if left < best {
+			best, sinceBest = left, 0
+		} else if sinceBest++; opts.StopWhenStalled && sinceBest >= 5 {
+			m.logger.Info("backlog no longer shrinking: the swap replays the rest under its lock", "id", id, "backlog", left)
 			break
 		}
 	}

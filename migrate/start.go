@@ -21,6 +21,7 @@ type CopyOptions struct {
 	BacklogTarget    int64         // catch-up ends when the backlog is at most this
 	LockTimeout      time.Duration // lock_timeout for the short DDL steps
 	Retries          int           // attempts for steps that wait on locks
+	StopWhenStalled  bool          // catch-up also ends when the backlog stops shrinking (before a swap)
 }
 
 func (o CopyOptions) withDefaults() CopyOptions {
@@ -404,6 +405,12 @@ feed:
 		return fmt.Errorf("recording the end of the copy: %w", err)
 	}
 	_ = recordEvent(ctx, m.pool, mig.ID, "copied", fmt.Sprintf("%d rows copied", copied.Load()))
+	// The copy left every page without visibility bits and the table
+	// without statistics: vacuum it now, outside any lock, so that reads
+	// (and the swap's count check) need not.
+	if _, err := m.pool.Exec(ctx, "VACUUM (ANALYZE) "+n.newQualified()); err != nil {
+		return fmt.Errorf("vacuuming the new table: %w", err)
+	}
 	m.logger.Info("copy finished", "id", mig.ID, "rows", copied.Load(), "elapsed", time.Since(started).Round(time.Millisecond))
 	return nil
 }

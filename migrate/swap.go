@@ -55,7 +55,10 @@ func (m *Migrator) switchOver(ctx context.Context, id int64, opts SwapOptions, f
 	if opts.Retries <= 0 {
 		opts.Retries = 10
 	}
-	copts := CopyOptions{BatchSize: opts.BatchSize, BacklogTarget: opts.BacklogTarget, LockTimeout: opts.LockTimeout, Retries: opts.Retries}.withDefaults()
+	if opts.BacklogTarget <= 0 {
+		opts.BacklogTarget = 200
+	}
+	copts := CopyOptions{BatchSize: opts.BatchSize, BacklogTarget: opts.BacklogTarget, LockTimeout: opts.LockTimeout, Retries: opts.Retries, StopWhenStalled: true}.withDefaults()
 	mig, err := loadMigration(ctx, m.pool, id, false)
 	if err != nil {
 		return nil, err
@@ -123,17 +126,28 @@ func (m *Migrator) switchOver(ctx context.Context, id int64, opts SwapOptions, f
 		res.SilenceID = sid
 		_ = recordEvent(ctx, m.pool, id, "silence", fmt.Sprintf("Alertmanager silence %s until %s", sid, until.UTC().Format(time.RFC3339)))
 	}
-	// Outside the lock: shrink the backlog so the final replay is short,
-	// and find the highest identity values in use.
-	if err := m.catchUp(ctx, id, copts); err != nil {
-		return nil, err
-	}
+	// Outside the lock: find the highest identity values in use, then
+	// (before every attempt) shrink the backlog so the final replay under
+	// the lock is short.
 	maxima, err := m.identityMaxima(ctx, mig)
 	if err != nil {
 		return nil, err
 	}
+	// Replay churn cleared the shadow's visibility bits; a vacuum (no lock
+	// that blocks anyone) lets the count check under the lock use
+	// index-only scans.
+	shadow, err := relName(ctx, m.pool, mig.shadowOID())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := m.pool.Exec(ctx, "VACUUM "+shadow); err != nil {
+		return nil, fmt.Errorf("vacuuming %s: %w", shadow, err)
+	}
 	err = m.retry(ctx, verb, opts.Retries, func() error {
 		res.Attempts++
+		if err := m.catchUp(ctx, id, copts); err != nil {
+			return err
+		}
 		var t0 time.Time
 		err := m.inTx(ctx, m.pool, func(tx pgx.Tx) error {
 			var err error

@@ -1,0 +1,210 @@
+// Command migrate-bench measures `pgcapacity migrate` on a throwaway
+// PostgreSQL: the copy rate of `migrate start` (capture active, a
+// checkpoint per batch) against one INSERT INTO new SELECT * FROM old into
+// an identical table on the same data in the same run, and the longest
+// exclusive-lock hold of swap (and rollback) under concurrent writers.
+//
+//	go run ./bench/migrate                       # 5 million session rows, 16 -> 32 partitions, 8 writers
+//	go run ./bench/migrate -rows 500000 -swaps 2 # a quicker look
+//
+// It prints a Markdown table for the README.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sigid/pgcapacity/internal/sigid"
+	"github.com/sigid/pgcapacity/internal/throwaway"
+	"github.com/sigid/pgcapacity/migrate"
+)
+
+func main() {
+	rows := flag.Int("rows", 5_000_000, "session rows")
+	from := flag.Int("from", 16, "partitions before")
+	to := flag.Int("to", 32, "partitions after")
+	batch := flag.Int("batch-size", 10000, "migrate copy batch (rows)")
+	jobs := flag.Int("jobs", 1, "migrate copy jobs")
+	writers := flag.Int("writers", 8, "concurrent writers during the swaps")
+	swaps := flag.Int("swaps", 3, "swap, rollback, swap, ... steps under the writers")
+	sharedBuffers := flag.String("shared-buffers", "1GB", "shared_buffers of the throwaway server")
+	flag.Parse()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if err := run(context.Background(), logger, *rows, *from, *to, *batch, *jobs, *writers, *swaps, *sharedBuffers); err != nil {
+		fmt.Fprintln(os.Stderr, "migrate-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, logger *slog.Logger, rows, from, to, batch, jobs, writers, swaps int, sharedBuffers string) error {
+	cluster, err := throwaway.Start(ctx, throwaway.Options{Logger: logger, Settings: map[string]string{
+		"shared_buffers": sharedBuffers, "max_wal_size": "4GB", "checkpoint_timeout": "30min",
+	}})
+	if err != nil {
+		return err
+	}
+	defer cluster.Stop()
+	url, err := cluster.CreateDatabase(ctx, "bench")
+	if err != nil {
+		return err
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	if err := sigid.Apply(ctx, conn, sigid.SchemaOptions{Partitions: map[string]int{"session": from}}); err != nil {
+		return err
+	}
+	gen := sigid.DefaultGenerate(1)
+	gen.Tenants, gen.Sessions, gen.Logger = 10000, rows, logger
+	start := time.Now()
+	if _, err := sigid.Generate(ctx, conn, gen); err != nil {
+		return err
+	}
+	logger.Info("loaded", "rows", rows, "elapsed", time.Since(start).Round(time.Second))
+	for _, s := range []string{"VACUUM (ANALYZE) public.session", "CHECKPOINT"} {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			return err
+		}
+	}
+
+	// Baseline: one INSERT ... SELECT into a table shaped as migrate shapes it.
+	if _, err := conn.Exec(ctx, "CREATE TABLE public.session_baseline (LIKE public.session INCLUDING ALL) PARTITION BY HASH (tenant_id)"); err != nil {
+		return err
+	}
+	for i := 0; i < to; i++ {
+		if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE TABLE public.session_baseline_p%d PARTITION OF public.session_baseline FOR VALUES WITH (MODULUS %d, REMAINDER %d)", i, to, i)); err != nil {
+			return err
+		}
+	}
+	start = time.Now()
+	tag, err := conn.Exec(ctx, "INSERT INTO public.session_baseline SELECT * FROM public.session")
+	if err != nil {
+		return err
+	}
+	baseSecs := time.Since(start).Seconds()
+	baseRate := float64(tag.RowsAffected()) / baseSecs
+	logger.Info("baseline INSERT ... SELECT", "rows", tag.RowsAffected(), "seconds", baseSecs, "rows_per_second", int64(baseRate))
+	if _, err := conn.Exec(ctx, "DROP TABLE public.session_baseline; CHECKPOINT"); err != nil {
+		return err
+	}
+
+	pool, err := migrate.NewPool(ctx, url, int32(jobs+writers+4))
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	m := migrate.New(pool, logger)
+	id, err := m.Start(ctx, migrate.StartRequest{
+		PlanRequest: migrate.PlanRequest{Schema: "public", Table: "session", Partitions: to},
+		Reason:      "benchmark", Requester: "bench", Approver: "reviewer",
+		Copy: migrate.CopyOptions{BatchSize: batch, Jobs: jobs},
+	})
+	if err != nil {
+		return err
+	}
+	st, err := m.Status(ctx, id)
+	if err != nil {
+		return err
+	}
+	copySecs := st.CopyFinishedAt.Sub(*st.CopyStartedAt).Seconds()
+	copyRate := float64(st.CopiedRows) / copySecs
+	logger.Info("migrate copy", "rows", st.CopiedRows, "seconds", copySecs, "rows_per_second", int64(copyRate))
+
+	start = time.Now()
+	v, err := m.Validate(ctx, id, migrate.CopyOptions{})
+	if err != nil || !v.OK {
+		return fmt.Errorf("validation: %+v %v", v, err)
+	}
+	validateSecs := time.Since(start).Seconds()
+
+	w := startWriters(ctx, pool, writers)
+	var holds []time.Duration
+	for i := 0; i < swaps; i++ {
+		time.Sleep(2 * time.Second)
+		var res *migrate.SwapResult
+		if i%2 == 0 {
+			res, err = m.Swap(ctx, id, migrate.SwapOptions{NowReason: "benchmark"})
+		} else {
+			res, err = m.Rollback(ctx, id, migrate.SwapOptions{})
+		}
+		if err != nil {
+			w.stop()
+			return err
+		}
+		holds = append(holds, res.LockHold)
+		logger.Info("switch", "step", i, "lock_hold", res.LockHold, "attempts", res.Attempts, "final_replay", res.FinalReplayed)
+	}
+	writes, failures := w.stop()
+	var longest time.Duration
+	for _, h := range holds {
+		longest = max(longest, h)
+	}
+	fmt.Printf("\n| measure (%d session rows, %d -> %d partitions, batch %d, jobs %d) | value |\n|---|---|\n", rows, from, to, batch, jobs)
+	fmt.Printf("| INSERT INTO new SELECT * FROM old | %.0f rows/s (%.1f s) |\n", baseRate, baseSecs)
+	fmt.Printf("| migrate start copy (capture on, checkpoint per batch) | %.0f rows/s (%.1f s) |\n", copyRate, copySecs)
+	fmt.Printf("| copy rate / INSERT ... SELECT (target >= 0.7) | %.2f |\n", copyRate/baseRate)
+	fmt.Printf("| migrate validate (counts and checksums, all partitions) | %.1f s |\n", validateSecs)
+	fmt.Printf("| longest exclusive-lock hold of %d swap/rollback steps under %d writers (target < 500 ms) | %s |\n", swaps, writers, longest.Round(time.Millisecond))
+	fmt.Printf("| lock holds | %v |\n", holds)
+	fmt.Printf("| writes during the swaps (failed) | %d (%d) |\n", writes, failures)
+	return nil
+}
+
+type writerSet struct {
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	writes   atomic.Int64
+	failures atomic.Int64
+}
+
+// startWriters runs n sessions inserting and updating sessions of random
+// tenants as fast as they can.
+func startWriters(ctx context.Context, pool *pgxpool.Pool, n int) *writerSet {
+	ctx, cancel := context.WithCancel(ctx)
+	w := &writerSet{cancel: cancel}
+	var tenants []string
+	rows, err := pool.Query(ctx, `SELECT tenant_id::text FROM public.tenant LIMIT 1000`)
+	if err == nil {
+		tenants, _ = pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+	for i := 0; i < n; i++ {
+		w.wg.Add(1)
+		go func(seed uint64) {
+			defer w.wg.Done()
+			rng := rand.New(rand.NewPCG(seed, 1))
+			for ctx.Err() == nil {
+				t := tenants[rng.IntN(len(tenants))]
+				var err error
+				if rng.IntN(2) == 0 {
+					_, err = pool.Exec(context.WithoutCancel(ctx), `INSERT INTO public.session (tenant_id, session_id, user_id, expires_at) VALUES ($1, gen_random_uuid(), gen_random_uuid(), now() + interval '1 day')`, t)
+				} else {
+					_, err = pool.Exec(context.WithoutCancel(ctx), `UPDATE public.session SET last_seen_at = now() WHERE tenant_id = $1 AND session_id = (SELECT session_id FROM public.session WHERE tenant_id = $1 LIMIT 1)`, t)
+				}
+				if err != nil {
+					w.failures.Add(1)
+				} else {
+					w.writes.Add(1)
+				}
+			}
+		}(uint64(i))
+	}
+	return w
+}
+
+func (w *writerSet) stop() (int64, int64) {
+	w.cancel()
+	w.wg.Wait()
+	return w.writes.Load(), w.failures.Load()
+}
