@@ -42,8 +42,10 @@ const (
 )
 
 const (
-	byTable    = "job, instance, schema, table"
-	byInstance = "job, instance"
+	// cluster leads so the dashboards' cluster variable keeps working on
+	// recorded series; a Prometheus that sets no cluster label loses nothing.
+	byTable    = "cluster, job, instance, schema, table"
+	byInstance = "cluster, job, instance"
 	tableName  = "{{ $labels.schema }}.{{ $labels.table }}"
 	onInstance = " on {{ $labels.instance }}"
 )
@@ -127,7 +129,11 @@ func (g generator) planningGroup() Group {
 		// Absent (not 0) while vacuum or analyze lag: such samples count
 		// neither way, so an ordinary autovacuum cycle does not restart the week.
 		{Record: RecordLatencyHolds, Expr: regressed},
-		{Record: RecordPlanningTimeHolds, Expr: RecordPlanningShareHour + " > bool " + num(t.PlanningShare)},
+		// Rule 6 needs both a share of p95 and planning long enough to
+		// matter: point lookups plan in a tenth of a millisecond, so a share
+		// alone holds on every table.
+		{Record: RecordPlanningTimeHolds, Expr: fmt.Sprintf("(%s > bool %s)\n* on (%s)\n(max without (phase) (%s{phase=\"planning\"}) > bool %s)",
+			RecordPlanningShareHour, num(t.PlanningShare), byTable, RecordProbeP95Hour, num(t.PlanningMin.D().Seconds()))},
 
 		planning("PartitionLiveRowsHigh", "pgcapacity_table_partition_live_rows_avg", RecordLiveRowsHolds, byTable,
 			"A table's partitions have held too many live rows on average for a full business week; plan more hash partitions.",

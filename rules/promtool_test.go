@@ -156,7 +156,7 @@ func TestPromtoolTestsCatchBrokenRules(t *testing.T) {
 			"[7d:1h] offset 7d)", "[1h:1h] offset 7d)",
 			"alertname: TenantQueryLatencyRegressed"},
 		{"latency counted while vacuum lags", "latency.test.yml",
-			"and on (job, instance, schema, table) (pgcapacity_table_vacuum_lag_seconds == 0)\n", "",
+			"and on (cluster, job, instance, schema, table) (pgcapacity_table_vacuum_lag_seconds == 0)\n", "",
 			"alertname: TenantQueryLatencyRegressed"},
 	}
 	for _, m := range mutations {

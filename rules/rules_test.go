@@ -233,7 +233,7 @@ func TestRecordingRules(t *testing.T) {
 		}
 	}
 	p95, _ := recordNamed(f, RecordProbeP95)
-	if want := "histogram_quantile(0.95, sum by (job, instance, schema, table, phase, le) (rate(pgcapacity_probe_duration_seconds_bucket[5m])))"; p95.Expr != want {
+	if want := "histogram_quantile(0.95, sum by (cluster, job, instance, schema, table, phase, le) (rate(pgcapacity_probe_duration_seconds_bucket[5m])))"; p95.Expr != want {
 		t.Errorf("%s = %s, want %s", RecordProbeP95, p95.Expr, want)
 	}
 }
