@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/sigid/pgcapacity/collector"
+	"github.com/sigid/pgcapacity/collector/adminops"
 	"github.com/sigid/pgcapacity/internal/config"
 	"github.com/sigid/pgcapacity/internal/dbpool"
 )
@@ -53,8 +54,12 @@ func serve(ctx context.Context, env *environment, ln net.Listener, started func(
 	if err != nil {
 		return err
 	}
+	if err := validateCollectors(ctx, env, pool, cs); err != nil {
+		return err
+	}
 	sampler, err := collector.NewSampler(pool, cs, collector.SamplerOptions{
-		RoundTimeout: 3 * cfg.QueryTimeout.D(),
+		// A round may run a few statements (admin-ops runs four checks).
+		RoundTimeout: 5 * cfg.QueryTimeout.D(),
 		Logger:       env.logger,
 	})
 	if err != nil {
@@ -96,6 +101,35 @@ func serve(ctx context.Context, env *environment, ln net.Listener, started func(
 	<-sampled
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return fmt.Errorf("serving HTTP: %w", serveErr)
+	}
+	return nil
+}
+
+// validator is a collector that can check its queries against the database
+// at start (the admin-ops checks prepare theirs).
+type validator interface {
+	Validate(ctx context.Context, pool *pgxpool.Pool) error
+}
+
+// validateCollectors refuses to start on an operator's query that does not
+// fit the database. Anything else (the database down: the pool connects
+// lazily) is logged, and the collector's rounds will show it.
+func validateCollectors(ctx context.Context, env *environment, pool *pgxpool.Pool, cs []collector.Collector) error {
+	vctx, cancel := context.WithTimeout(ctx, 2*env.cfg.QueryTimeout.D())
+	defer cancel()
+	for _, c := range cs {
+		v, ok := c.(validator)
+		if !ok {
+			continue
+		}
+		err := v.Validate(vctx, pool)
+		var queryErr *adminops.QueryError
+		switch {
+		case errors.As(err, &queryErr):
+			return err
+		case err != nil:
+			env.logger.Warn("queries not validated at start", "collector", c.Name(), "err", err)
+		}
 	}
 	return nil
 }

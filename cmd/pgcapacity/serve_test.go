@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -118,4 +120,21 @@ func TestServeLeavesNoConnectionsBehind(t *testing.T) {
 		}
 		return n == 0
 	})
+}
+
+func TestServeRefusesAnAdminopsQueryThatDoesNotFit(t *testing.T) {
+	dbURL := newDatabase(t, balancedTable...)
+	file := filepath.Join(t.TempDir(), "adminops.yaml")
+	yaml := "checks:\n  admins_without_mfa:\n    query: SELECT 1 AS tenant, 2 AS findings, 3 AS extra\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PGCAPACITY_DATABASE_URL", dbURL)
+	t.Setenv("PGCAPACITY_ADMINOPS_QUERIES_FILE", file)
+	t.Setenv("PGCAPACITY_LISTEN_ADDRESS", freeAddress(t))
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"serve"}, &stdout, &stderr)
+	if code != exitError || !strings.Contains(stderr.String(), "admins_without_mfa") {
+		t.Errorf("exit %d, stderr:\n%s", code, stderr.String())
+	}
 }
