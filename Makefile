@@ -23,8 +23,12 @@ test: deps
 deps:
 	scripts/deps.sh
 
+# Each benchmark prints its own table; see the README for what they measure.
 bench: deps
 	$(GO) run ./bench/exporter
+	$(GO) run ./bench/adminops
+	$(GO) test ./bench/probes -run '^$$' -bench . -benchtime 400x
+	$(GO) run ./bench/migrate
 
 # The integration suite on PostgreSQL 13, 14, 16, 17 and 18 (fetched once
 # with npm pack into a cache); `make test` covers 15. VERSIONS="13 18" picks.
