@@ -326,3 +326,26 @@ func gcd(a, b int) int {
 	}
 	return a
 }
+
+// snapshotCountSQL counts both tables in one snapshot, leaving out keys
+// whose changes are still in the log (they are checked under the lock).
+func snapshotCountSQL(t *Table, n names, live, shadow string) string {
+	return fmt.Sprintf(`SELECT (SELECT count(*) FROM %s t WHERE %s), (SELECT count(*) FROM %s t WHERE %s)`,
+		live, notPending(t, n), shadow, notPending(t, n))
+}
+
+// changedKeysCheckSQL counts, among the keys replayed since the snapshot
+// count ($1: JSON arrays of key objects), those whose rows differ between
+// the two tables: present on one side only, or with different content.
+func changedKeysCheckSQL(t *Table, n names, live, shadow string) string {
+	cols := t.AllColumns()
+	return fmt.Sprintf(`WITH k AS (
+  SELECT DISTINCT %s FROM unnest($1::text[]) AS j, jsonb_populate_recordset(NULL::%s, j::jsonb) AS r
+)
+SELECT count(*) FROM k
+LEFT JOIN %s l ON %s
+LEFT JOIN %s s ON %s
+WHERE (l.%s IS NULL) <> (s.%s IS NULL) OR ROW(%s) IS DISTINCT FROM ROW(%s)`,
+		list("r.", t.Key), n.logTable, live, keyJoin("l", "k", t.Key), shadow, keyJoin("s", "k", t.Key),
+		qi(t.Key[0]), qi(t.Key[0]), list("l.", cols), list("s.", cols))
+}

@@ -217,8 +217,12 @@ func TestQuotedNamesAndIdentity(t *testing.T) {
 	if l := scalar[int](t, pool, `SELECT len FROM `+table+` WHERE "ID" = $1`, next); l != 3 {
 		t.Errorf("generated column: %d, want 3", l)
 	}
-	if _, err := m.Rollback(ctx, id, SwapOptions{}); err != nil {
+	res, err := m.Rollback(ctx, id, SwapOptions{FullCountCheck: true})
+	if err != nil {
 		t.Fatalf("rollback: %v", err)
+	}
+	if want := scalar[int64](t, pool, `SELECT count(*) FROM `+table); res.Rows != want {
+		t.Errorf("full count check reported %d rows, the table has %d", res.Rows, want)
 	}
 	next2 := scalar[int64](t, pool, `INSERT INTO `+table+` ("Tenant Id", "it's") VALUES (gen_random_uuid(), 'back') RETURNING "ID"`)
 	if next2 <= next {

@@ -15,40 +15,47 @@ const maxReplayBatch = 50000
 // replayBatch consumes up to limit log entries inside tx and resynchronises
 // their keys from the live table into the shadow table.
 func replayBatch(ctx context.Context, tx db, st replayStatements, limit int) (int64, error) {
+	n, _, err := replayBatchKeys(ctx, tx, st, limit)
+	return n, err
+}
+
+// replayBatchKeys is replayBatch that also returns the keys it
+// resynchronised, as a JSON array of key objects.
+func replayBatchKeys(ctx context.Context, tx db, st replayStatements, limit int) (int64, []byte, error) {
 	var consumed int64
 	var keys []byte
 	if err := tx.QueryRow(ctx, st.take, limit).Scan(&consumed, &keys); err != nil {
-		return 0, fmt.Errorf("reading the change log: %w", err)
+		return 0, nil, fmt.Errorf("reading the change log: %w", err)
 	}
 	if consumed == 0 {
-		return 0, nil
+		return 0, nil, nil
 	}
 	if _, err := tx.Exec(ctx, st.remove, keys); err != nil {
-		return 0, fmt.Errorf("replaying changes (removing deleted rows): %w", err)
+		return 0, nil, fmt.Errorf("replaying changes (removing deleted rows): %w", err)
 	}
 	if _, err := tx.Exec(ctx, "SAVEPOINT pgcapacity_upsert"); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	_, err := tx.Exec(ctx, st.upsert, keys)
 	if err == nil {
 		_, err = tx.Exec(ctx, "RELEASE SAVEPOINT pgcapacity_upsert")
-		return consumed, err
+		return consumed, keys, err
 	}
 	if sqlState(err) != "23505" {
-		return 0, fmt.Errorf("replaying changes (upserting current rows): %w", err)
+		return 0, nil, fmt.Errorf("replaying changes (upserting current rows): %w", err)
 	}
 	// Another unique key collided inside the batch: resynchronise the
 	// whole batch by delete and insert instead.
 	if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgcapacity_upsert"); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if _, err := tx.Exec(ctx, st.removeAll, keys); err != nil {
-		return 0, fmt.Errorf("replaying changes (removing stale rows): %w", err)
+		return 0, nil, fmt.Errorf("replaying changes (removing stale rows): %w", err)
 	}
 	if _, err := tx.Exec(ctx, st.insert, keys); err != nil {
-		return 0, fmt.Errorf("replaying changes (copying current rows): %w", err)
+		return 0, nil, fmt.Errorf("replaying changes (copying current rows): %w", err)
 	}
-	return consumed, nil
+	return consumed, keys, nil
 }
 
 // backlog counts the change log entries not yet replayed.
@@ -81,6 +88,12 @@ func (m *Migrator) replayState(ctx context.Context, q db, mig *Migration) (*Tabl
 // catchUp replays the change log into the shadow table until at most
 // opts.BacklogTarget entries remain, then marks a copied migration ready.
 func (m *Migrator) catchUp(ctx context.Context, id int64, opts CopyOptions) error {
+	return m.catchUpCollect(ctx, id, opts, nil)
+}
+
+// catchUpCollect is catchUp that hands the keys of every replayed batch to
+// collect.
+func (m *Migrator) catchUpCollect(ctx context.Context, id int64, opts CopyOptions, collect func([]byte)) error {
 	mig, err := loadMigration(ctx, m.pool, id, false)
 	if err != nil {
 		return err
@@ -103,7 +116,11 @@ func (m *Migrator) catchUp(ctx context.Context, id int64, opts CopyOptions) erro
 		err := m.retryConflicts(bctx, func() error {
 			return pgx.BeginFunc(bctx, m.pool, func(tx pgx.Tx) error {
 				var err error
-				consumed, err = replayBatch(bctx, tx, st, limit)
+				var keys []byte
+				consumed, keys, err = replayBatchKeys(bctx, tx, st, limit)
+				if err == nil && collect != nil && keys != nil {
+					collect(keys)
+				}
 				return err
 			})
 		})

@@ -120,7 +120,7 @@ func reorder(args []string) []string {
 	return append(flags, positional...)
 }
 
-var boolFlags = map[string]bool{"json": true, "h": true, "help": true}
+var boolFlags = map[string]bool{"json": true, "h": true, "help": true, "full-count-check": true}
 
 func isBoolFlag(a string) bool { return boolFlags[strings.TrimLeft(a, "-")] }
 
@@ -309,6 +309,7 @@ func validateFlags(fs *flag.FlagSet, env *environment) func(context.Context, *en
 
 type swapFlagValues struct {
 	window, now *string
+	fullCount   *bool
 	lockTimeout *time.Duration
 	retries     *int
 	batch       *int
@@ -319,6 +320,7 @@ func addSwapFlags(fs *flag.FlagSet, forward bool) swapFlagValues {
 		lockTimeout: fs.Duration("lock-timeout", 2*time.Second, "lock_timeout of each attempt at the exclusive lock"),
 		retries:     fs.Int("retries", 10, "attempts at the lock, with backoff"),
 		batch:       fs.Int("batch-size", 10000, "replay batch"),
+		fullCount:   fs.Bool("full-count-check", false, "count both tables in full under the lock (the lock then lasts as long as the counts)"),
 	}
 	if forward {
 		v.window = fs.String("window", "", "maintenance window, such as \"Sat 02:00-04:00 Europe/Berlin\"; the swap refuses outside it")
@@ -328,7 +330,7 @@ func addSwapFlags(fs *flag.FlagSet, forward bool) swapFlagValues {
 }
 
 func (v swapFlagValues) options(env *environment, forward bool) (migrate.SwapOptions, error) {
-	o := migrate.SwapOptions{LockTimeout: *v.lockTimeout, Retries: *v.retries, BatchSize: *v.batch, RollbackPeriod: env.cfg.RollbackPeriod.D()}
+	o := migrate.SwapOptions{LockTimeout: *v.lockTimeout, Retries: *v.retries, BatchSize: *v.batch, RollbackPeriod: env.cfg.RollbackPeriod.D(), FullCountCheck: *v.fullCount}
 	if forward {
 		o.Window, o.NowReason = *v.window, strings.TrimSpace(*v.now)
 		if env.cfg.AlertmanagerURL != "" {
