@@ -340,6 +340,10 @@ func TestPlanRefusals(t *testing.T) {
 	mustExec(t, pool, `CREATE TABLE public.no_key (tenant_id uuid, v int) PARTITION BY HASH (tenant_id)`)
 	mustExec(t, pool, `CREATE TABLE public.no_key_p0 PARTITION OF public.no_key FOR VALUES WITH (MODULUS 1, REMAINDER 0)`)
 	m := New(pool, testLogger(t))
+	// Before any migration the pgcapacity schema does not exist: plan works.
+	if p, err := m.Plan(ctx, PlanRequest{Table: "session", Partitions: 16, Thresholds: thresholds()}); err != nil || len(p.Refusals) != 0 || p.AssumedID != 1 {
+		t.Fatalf("plan on a database without migrations: %+v %v", p, err)
+	}
 	cases := []struct {
 		name  string
 		req   PlanRequest

@@ -118,11 +118,15 @@ func (m *Migrator) buildPlan(ctx context.Context, tx pgx.Tx, t *Table, req PlanR
 	if p.To == p.From {
 		p.Refusals = append(p.Refusals, fmt.Sprintf("%s already has %d partitions", t.Qualified(), p.From))
 	}
-	if err := tx.QueryRow(ctx, `SELECT coalesce((SELECT max(id) + 1 FROM pgcapacity.migration), 1)`).Scan(&p.AssumedID); err != nil {
-		if !isUndefinedTable(err) {
-			return nil, err
+	var stateExists bool
+	if err := tx.QueryRow(ctx, `SELECT pg_catalog.to_regclass('pgcapacity.migration') IS NOT NULL`).Scan(&stateExists); err != nil {
+		return nil, err
+	}
+	p.AssumedID = 1
+	if stateExists {
+		if err := tx.QueryRow(ctx, `SELECT coalesce((SELECT max(id) + 1 FROM pgcapacity.migration), 1)`).Scan(&p.AssumedID); err != nil {
+			return nil, fmt.Errorf("reading the next migration id: %w", err)
 		}
-		p.AssumedID = 1
 	}
 	if err := tx.QueryRow(ctx, `SELECT pg_catalog.pg_size_bytes(current_setting('shared_buffers'))`).Scan(&p.SharedBuffersBytes); err != nil {
 		return nil, fmt.Errorf("reading shared_buffers: %w", err)
