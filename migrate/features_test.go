@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/sigid/pgcapacity/internal/config"
 )
 
 var errDone = errors.New("done: roll back")
@@ -395,6 +396,32 @@ func TestPlanRefusals(t *testing.T) {
 	_, err = m.Start(ctx, StartRequest{PlanRequest: PlanRequest{Table: "session", Partitions: 16, Thresholds: thresholds()}, Requester: "a", Approver: "b"})
 	if err == nil || !strings.Contains(err.Error(), "--reason") {
 		t.Errorf("missing reason: %v", err)
+	}
+
+	// Once the autovacuum-lag rule holds (dead rows above the trigger and no
+	// vacuum for longer than the retention target), a decrease needs no force.
+	for i := 0; i < 8; i++ {
+		mustExec(t, pool, fmt.Sprintf(`ALTER TABLE public.session_p%d SET (autovacuum_enabled = false)`, i))
+	}
+	mustExec(t, pool, `UPDATE public.session SET user_agent = 'dead rows'`)
+	th := thresholds()
+	th.WriteRetentionTarget = config.Duration(time.Millisecond)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		p, err = m.Plan(ctx, PlanRequest{Table: "session", Partitions: 4, Thresholds: th})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Decrease != nil && p.Decrease.VacuumLagHolds {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the autovacuum-lag rule never held: %+v", p.Decrease)
+		}
+		time.Sleep(500 * time.Millisecond) // statistics reach pg_stat_user_tables within a second or so
+	}
+	if len(p.Refusals) != 0 {
+		t.Errorf("a decrease while the autovacuum-lag rule holds was refused: %v", p.Refusals)
 	}
 }
 

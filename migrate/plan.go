@@ -53,6 +53,8 @@ type DecreaseCheck struct {
 	PlanningShare      *float64 // share of planning in total time of statements on the table; nil: no data
 	PlanningShareLimit float64
 	PlanningNote       string
+	PlanningMean       time.Duration // mean planning time per call of those statements
+	PlanningMin        time.Duration // PGCAPACITY_PLANNING_MIN
 	PlanningHolds      bool
 	VacuumLag          time.Duration
 	VacuumLagLimit     time.Duration
@@ -244,6 +246,7 @@ var regexpSpecial = regexp.MustCompile(`[\\^$.|?*+()\[\]{}]`)
 func decreaseCheck(ctx context.Context, tx pgx.Tx, t *Table, p *Plan, req PlanRequest) (*DecreaseCheck, error) {
 	d := &DecreaseCheck{
 		PlanningShareLimit: req.Thresholds.PlanningShare,
+		PlanningMin:        req.Thresholds.PlanningMin.D(),
 		VacuumLagLimit:     req.Thresholds.WriteRetentionTarget.D(),
 		IndexShareLimit:    req.Thresholds.DecreaseIndexShare,
 	}
@@ -273,12 +276,12 @@ func decreaseCheck(ctx context.Context, tx pgx.Tx, t *Table, p *Plan, req PlanRe
 	case err != nil:
 		return nil, fmt.Errorf("looking for pg_stat_statements: %w", err)
 	default:
-		var plan, total *float64
+		var plan, total, meanPlanMS *float64
 		var statements int64
 		pattern := `\m` + regexpSpecial.ReplaceAllString(t.Name, `\$0`) + `\M`
-		err := tx.QueryRow(ctx, fmt.Sprintf(`SELECT sum(total_plan_time), sum(total_plan_time + total_exec_time), count(*)
+		err := tx.QueryRow(ctx, fmt.Sprintf(`SELECT sum(total_plan_time), sum(total_plan_time + total_exec_time), count(*), sum(total_plan_time) / nullif(sum(plans), 0)
 			FROM %s WHERE dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) AND query ~* $1`, qi(pgssSchema, "pg_stat_statements")),
-			pattern).Scan(&plan, &total, &statements)
+			pattern).Scan(&plan, &total, &statements, &meanPlanMS)
 		if err != nil {
 			d.PlanningNote = "pg_stat_statements cannot be read: " + err.Error()
 			break
@@ -289,7 +292,12 @@ func decreaseCheck(ctx context.Context, tx pgx.Tx, t *Table, p *Plan, req PlanRe
 		}
 		share := *plan / *total
 		d.PlanningShare = &share
-		d.PlanningHolds = share > d.PlanningShareLimit
+		if meanPlanMS != nil {
+			d.PlanningMean = time.Duration(*meanPlanMS * float64(time.Millisecond))
+		}
+		// A share alone always holds for point lookups that plan in
+		// microseconds: planning must also take a measurable time.
+		d.PlanningHolds = share > d.PlanningShareLimit && d.PlanningMean >= d.PlanningMin
 		var track string
 		if err := tx.QueryRow(ctx, `SELECT coalesce(current_setting('pg_stat_statements.track_planning', true), 'off')`).Scan(&track); err == nil && track != "on" {
 			d.PlanningNote = "pg_stat_statements.track_planning is off, so planning time reads as zero"
@@ -435,8 +443,8 @@ func (p *Plan) Print(w io.Writer) {
 		fmt.Fprintf(w, "\n%s\n", p.Relation)
 	}
 	if d := p.Decrease; d != nil {
-		fmt.Fprintf(w, "\ndecrease rule: planning share %s (holds above %.0f%%: %v); worst autovacuum lag %s (holds above %s: %v); tenant indexes per partition after the merge %.1f%% of shared_buffers (limit %.0f%%: fits %v)\n",
-			fmtShare(d.PlanningShare, d.PlanningNote), d.PlanningShareLimit*100, d.PlanningHolds, d.VacuumLag.Round(time.Second), d.VacuumLagLimit, d.VacuumLagHolds,
+		fmt.Fprintf(w, "\ndecrease rule: planning share %s, mean planning %s (holds above %.0f%% and %s: %v); worst autovacuum lag %s (holds above %s: %v); tenant indexes per partition after the merge %.1f%% of shared_buffers (limit %.0f%%: fits %v)\n",
+			fmtShare(d.PlanningShare, d.PlanningNote), d.PlanningMean, d.PlanningShareLimit*100, d.PlanningMin, d.PlanningHolds, d.VacuumLag.Round(time.Second), d.VacuumLagLimit, d.VacuumLagHolds,
 			d.IndexShareAfter*100, d.IndexShareLimit*100, d.IndexFits)
 		if d.Forced != "" {
 			fmt.Fprintf(w, "decrease forced: %s\n", d.Forced)
