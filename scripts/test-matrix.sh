@@ -17,6 +17,8 @@
 #                              as root, ${XDG_CACHE_HOME:-~/.cache}/pgcapacity/postgres otherwise;
 #                              never under /root, which the postgres user cannot enter)
 #   PGCAPACITY_MATRIX_PACKAGES packages to test (default: the integration suite below)
+#   PGCAPACITY_MATRIX_LOGS     where each major's full `go test -v` log is kept
+#                              (default: a new directory under ${TMPDIR:-/tmp})
 #
 # A skipped test fails the run, as in scripts/test.sh. Prints the time each
 # major took.
@@ -137,13 +139,18 @@ fetch() {
 }
 
 read -r -a packages <<<"${PGCAPACITY_MATRIX_PACKAGES:-${default_packages[*]}}"
+logs=${PGCAPACITY_MATRIX_LOGS:-}
+if ! $fetch_only; then
+  [[ -n "$logs" ]] || logs=$(mktemp -d "${TMPDIR:-/tmp}/pgcapacity-matrix.XXXXXX")
+  mkdir -p "$logs"
+fi
 summary=()
 status=0
 for major in "${versions[@]}"; do
   bindir=$(fetch "$major" "${builds[$major]}")
   echo "test-matrix: PostgreSQL $major: $("$bindir/postgres" --version)"
   $fetch_only && continue
-  log=$(mktemp)
+  log=$logs/postgresql-$major.log
   start=$(date +%s)
   set +e
   PGCAPACITY_PG_BINDIR=$bindir go test -count=1 -p 2 -timeout 30m -v "${packages[@]}" >"$log" 2>&1
@@ -157,14 +164,16 @@ for major in "${versions[@]}"; do
     rc=1
   fi
   if [[ $rc -ne 0 ]]; then
-    echo "test-matrix: PostgreSQL $major failed; the failing output:"
-    grep -B2 -A30 -E -- '--- FAIL|^panic:|^FAIL' "$log" | head -300
+    echo "test-matrix: PostgreSQL $major failed; the failing tests (whole log: $log):"
+    grep -E -- '^\s*--- FAIL|^\s+\S+_test\.go:[0-9]+:|^panic:|^FAIL: ' "$log" | head -200
     status=1
     summary+=("PostgreSQL $major: FAIL in ${took}s")
   else
     summary+=("PostgreSQL $major: ok in ${took}s ($(grep -c -- '--- PASS' "$log") tests)")
   fi
-  rm -f "$log"
 done
-$fetch_only || printf 'test-matrix: %s\n' "${summary[@]}"
+if ! $fetch_only; then
+  printf 'test-matrix: %s\n' "${summary[@]}"
+  echo "test-matrix: logs in $logs"
+fi
 exit $status
