@@ -162,9 +162,10 @@ func (s *Sizes) metrics(tables []TableSizes) []prometheus.Metric {
 			continue
 		}
 		for _, p := range t.Partitions {
-			out.add(descPartHeap, p.HeapBytes, t.Schema, t.Name, p.Name)
-			out.add(descPartIndex, p.IndexBytes, t.Schema, t.Name, p.Name)
-			out.add(descPartTenantIndex, p.TenantIndexBytes, t.Schema, t.Name, p.Name)
+			l := partitionLabelPairs(t.Schema, t.Name, p.Name)
+			out.addShared(descPartHeap, p.HeapBytes, l)
+			out.addShared(descPartIndex, p.IndexBytes, l)
+			out.addShared(descPartTenantIndex, p.TenantIndexBytes, l)
 		}
 	}
 	out.add(descHotTenantIndex, hot)

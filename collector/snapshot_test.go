@@ -6,7 +6,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -102,5 +104,35 @@ func TestSnapshotServesNegotiatedFormats(t *testing.T) {
 				t.Errorf("histogram count %d", h.GetSampleCount())
 			}
 		})
+	}
+}
+
+func TestPartitionSeriesRenderWithTheirLabels(t *testing.T) {
+	stats := NewStats(Selection{}, time.Minute, true)
+	metrics := stats.metrics(Server{SharedBuffersBytes: 1024}, []Table{{
+		Schema: "public", Name: "session", Strategy: "hash", PartitionKey: "tenant_id",
+		Partitions: []Partition{{Name: "session_p0", LiveRows: 5, DeadRows: 1}, {Name: "session_\xffp1", LiveRows: 7}},
+	}})
+	r, err := renderMetrics(metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := assemble([]rendered{r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, err := snap.Text()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`pgcapacity_partition_live_rows{partition="session_p0",schema="public",table="session"} 5`,
+		`pgcapacity_partition_dead_rows{partition="session_p0",schema="public",table="session"} 1`,
+		`pgcapacity_partition_live_rows{partition="session_` + "\uFFFD" + `p1",schema="public",table="session"} 7`,
+		`pgcapacity_table_partition_live_rows_max{schema="public",table="session"} 7`,
+	} {
+		if !strings.Contains(string(text), want) {
+			t.Errorf("missing %s in\n%s", want, text)
+		}
 	}
 }
