@@ -5,12 +5,14 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"syscall"
 
 	"github.com/prometheus/common/version"
@@ -79,6 +81,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	code, err := cmd.run(ctx, env, args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK // the flag set printed its usage
+	}
+	if err != nil && flagError(err) {
+		return exitError // the flag set printed the error and its usage
+	}
 	if err != nil {
 		var cfgErr *config.Error
 		if errors.As(err, &cfgErr) {
@@ -89,6 +97,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	return code
+}
+
+// flagError tells the errors a flag.FlagSet has already printed.
+func flagError(err error) bool {
+	msg := err.Error()
+	for _, prefix := range []string{"flag provided but not defined", "invalid value", "invalid boolean", "bad flag syntax", "flag needs an argument"} {
+		if strings.HasPrefix(msg, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 func usage(w io.Writer, cmds map[string]command) {

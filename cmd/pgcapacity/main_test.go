@@ -334,3 +334,17 @@ func TestHelpListsEveryVariable(t *testing.T) {
 		}
 	}
 }
+
+func TestBadFlagIsReportedOnce(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"check", "--bogus"}, &stdout, &stderr); code != exitError {
+		t.Errorf("exit %d", code)
+	}
+	if n := strings.Count(stderr.String(), "flag provided but not defined"); n != 1 {
+		t.Errorf("the bad flag was reported %d times:\n%s", n, stderr.String())
+	}
+	stderr.Reset()
+	if code := run([]string{"check", "-h"}, &stdout, &stderr); code != exitOK || !strings.Contains(stderr.String(), "-json") {
+		t.Errorf("-h: exit %d, %s", code, stderr.String())
+	}
+}
