@@ -214,16 +214,16 @@ func overriding(t *Table) string {
 
 // copyBatchSQL copies the rows of one source partition in a block range
 // ($1 inclusive, $2 exclusive) into the new table, routed by its
-// partitioning; it returns the rows read and the rows inserted.
-func copyBatchSQL(t *Table, n names, source string) string {
+// partitioning. The plain form is the fast path; a row updated during the
+// copy can reappear as a new version in a later block range of the same
+// partition, and then the batch is rerun in the conflict form, which skips
+// rows already copied (replay brings them up to date).
+func copyBatchSQL(t *Table, n names, source string) (plain, onConflict, count string) {
 	cols := t.InsertableColumns()
-	return fmt.Sprintf(`WITH src AS (
-  SELECT %s FROM ONLY %s
-  WHERE ctid >= format('(%%s,0)', $1::bigint)::tid AND ctid < format('(%%s,0)', $2::bigint)::tid
-), ins AS (
-  INSERT INTO %s (%s)%s SELECT * FROM src ON CONFLICT DO NOTHING RETURNING 1
-)
-SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM ins)`, list("", cols), source, n.newQualified(), list("", cols), overriding(t))
+	where := fmt.Sprintf("ctid >= format('(%%s,0)', $1::bigint)::tid AND ctid < format('(%%s,0)', $2::bigint)::tid")
+	plain = fmt.Sprintf(`INSERT INTO %s (%s)%s SELECT %s FROM ONLY %s WHERE %s`,
+		n.newQualified(), list("", cols), overriding(t), list("", cols), source, where)
+	return plain, plain + " ON CONFLICT DO NOTHING", fmt.Sprintf(`SELECT count(*) FROM ONLY %s WHERE %s`, source, where)
 }
 
 const checkpointSQL = `UPDATE pgcapacity.copy_progress
@@ -241,6 +241,7 @@ WHERE migration_id = $1 AND source_oid = $2`
 // for the next round.
 type replayStatements struct {
 	take, remove, upsert, removeAll, insert string
+	check                                   string // changedKeysCheckSQL
 }
 
 func replaySQL(t *Table, n names, live, shadow string) replayStatements {
@@ -278,6 +279,7 @@ SELECT count(*), coalesce(jsonb_agg(DISTINCT to_jsonb(d)), '[]'::jsonb) FROM d`,
 		removeAll: fmt.Sprintf(`DELETE FROM %s t USING %s k WHERE %s`, shadow, keys, keyJoin("t", "k", t.Key)),
 		insert: fmt.Sprintf(`INSERT INTO %s (%s)%s SELECT %s FROM %s t JOIN %s k ON %s`,
 			shadow, list("", cols), overriding(t), list("t.", cols), live, keys, keyJoin("t", "k", t.Key)),
+		check: changedKeysCheckSQL(t, n, live, shadow),
 	}
 }
 

@@ -346,7 +346,7 @@ func planSteps(t *Table, p *Plan) ([]Step, error) {
 		{Name: "start: install change capture on the original, before any row is copied", Note: "taking the trigger lock waits for in-flight writes, so every write after it is captured",
 			SQL: append(setup, installCaptureSQL(n, t.Qualified(), parts)...)},
 		{Name: "start: copy each original partition in block-range batches", Note: fmt.Sprintf("one short transaction per batch with its checkpoint; for each of the %d original partitions, up to the block count measured after capture began (rows written later arrive through capture); shown for %s", p.From, first),
-			SQL: []string{copyBatchSQL(t, n, first), checkpointSQL}},
+			SQL: copyPlanSQL(t, n, first)},
 		{Name: "start/resume: replay captured changes until the backlog is small", Note: "one transaction per batch; each key is resynchronised from the live table's current row",
 			SQL: []string{rp.take, rp.remove, rp.upsert, "-- when another unique key collides within the batch, instead of the upsert:", rp.removeAll, rp.insert}},
 		{Name: "validate: counts and checksums per new partition, constraints and indexes", Note: "in one snapshot; keys with changes still in the log are left out on both sides; shown for the first partitions",
@@ -482,4 +482,9 @@ func bytesHuman(b float64) string {
 		i++
 	}
 	return fmt.Sprintf("%.1f %s", b, units[i])
+}
+
+func copyPlanSQL(t *Table, n names, source string) []string {
+	plain, onConflict, count := copyBatchSQL(t, n, source)
+	return []string{plain, checkpointSQL, "-- when a row updated during the copy reappears in a later block range, the batch instead runs:", onConflict, count}
 }

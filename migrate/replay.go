@@ -2,12 +2,15 @@ package migrate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 )
+
+var errReplayCheck = errors.New("replay check failed")
 
 // maxReplayBatch bounds one replay transaction.
 const maxReplayBatch = 50000
@@ -113,15 +116,30 @@ func (m *Migrator) catchUpCollect(ctx context.Context, id int64, opts CopyOption
 		}
 		var consumed int64
 		bctx := context.WithoutCancel(ctx)
+		// With a collector (before a swap) each batch runs in one snapshot
+		// and checks its own keys in it: the rows it wrote must equal the
+		// live rows it read.
+		txOpts := pgx.TxOptions{}
+		if collect != nil {
+			txOpts.IsoLevel = pgx.RepeatableRead
+		}
 		err := m.retryConflicts(bctx, func() error {
-			return pgx.BeginFunc(bctx, m.pool, func(tx pgx.Tx) error {
+			return pgx.BeginTxFunc(bctx, m.pool, txOpts, func(tx pgx.Tx) error {
 				var err error
 				var keys []byte
 				consumed, keys, err = replayBatchKeys(bctx, tx, st, limit)
-				if err == nil && collect != nil && keys != nil {
-					collect(keys)
+				if err != nil || collect == nil || keys == nil {
+					return err
 				}
-				return err
+				var differ int64
+				if err := tx.QueryRow(bctx, st.check, []string{string(keys)}).Scan(&differ); err != nil {
+					return fmt.Errorf("checking replayed rows: %w", err)
+				}
+				if differ != 0 {
+					return fmt.Errorf("%w: %d replayed row(s) differ from the live table", errReplayCheck, differ)
+				}
+				collect(keys)
+				return nil
 			})
 		})
 		if err != nil {

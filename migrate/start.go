@@ -429,19 +429,35 @@ func (m *Migrator) copyPartition(ctx context.Context, id int64, t *Table, n name
 	if source, err = relName(ctx, m.pool, p.SourceOID); err != nil {
 		return err
 	}
-	batch := copyBatchSQL(t, n, source)
+	plain, onConflict, count := copyBatchSQL(t, n, source)
 	next := p.NextBlock
 	for next < p.TotalBlocks {
 		if ctx.Err() != nil {
 			return nil
 		}
 		end := min(next+step, p.TotalBlocks)
-		var read, inserted int64
+		var read int64
 		bctx := context.WithoutCancel(ctx)
+		conflict := false
 		err := m.retryConflicts(bctx, func() error {
 			return pgx.BeginFunc(bctx, m.pool, func(tx pgx.Tx) error {
-				if err := tx.QueryRow(bctx, batch, next, end).Scan(&read, &inserted); err != nil {
-					return err
+				if !conflict {
+					tag, err := tx.Exec(bctx, plain, next, end)
+					if sqlState(err) == "23505" {
+						conflict = true
+						return err // retried in the conflict form
+					}
+					if err != nil {
+						return err
+					}
+					read = tag.RowsAffected()
+				} else {
+					if _, err := tx.Exec(bctx, onConflict, next, end); err != nil {
+						return err
+					}
+					if err := tx.QueryRow(bctx, count, next, end).Scan(&read); err != nil {
+						return err
+					}
 				}
 				_, err := tx.Exec(bctx, checkpointSQL, id, p.SourceOID, end, read)
 				return err
@@ -472,7 +488,7 @@ func (m *Migrator) retryConflicts(ctx context.Context, fn func() error) error {
 	for attempt := 0; attempt < 5; attempt++ {
 		err = fn()
 		switch sqlState(err) {
-		case "23503", "40001", "40P01":
+		case "23503", "23505", "40001", "40P01":
 			time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond)
 			continue
 		}

@@ -33,7 +33,7 @@ type SwapOptions struct {
 // SwapResult reports a swap or rollback.
 type SwapResult struct {
 	SnapshotRows  int64 // rows counted in both tables just before the lock (keys in flight left out)
-	CheckedKeys   int64 // batches of changed keys compared under the lock
+	CheckedKeys   int64 // batches of changed keys compared (before and under the lock)
 	Attempts      int
 	LockHold      time.Duration
 	FinalReplayed int64
@@ -285,6 +285,9 @@ func (m *Migrator) switchTx(ctx context.Context, tx pgx.Tx, mig *Migration, opts
 	}
 	n := newNames(mig.ID, live, mig.ToPartitions)
 	st := replaySQL(live, n, liveName, shadowName)
+	// Keys replayed before the lock were each checked in their replay's
+	// snapshot; only the final replay's keys are checked here.
+	var final []string
 	for {
 		c, keys, err := replayBatchKeys(ctx, tx, st, max(opts.BatchSize, 10000))
 		if err != nil {
@@ -294,8 +297,9 @@ func (m *Migrator) switchTx(ctx context.Context, tx pgx.Tx, mig *Migration, opts
 		if c == 0 {
 			break
 		}
-		changed = append(changed, string(keys))
+		final = append(final, string(keys))
 	}
+	res.CheckedKeys = int64(len(changed) + len(final))
 	tReplay := time.Now()
 	if opts.FullCountCheck {
 		var liveRows, shadowRows int64
@@ -309,7 +313,7 @@ func (m *Migrator) switchTx(ctx context.Context, tx pgx.Tx, mig *Migration, opts
 		res.Rows = liveRows
 	} else {
 		var differ int64
-		if err := tx.QueryRow(ctx, changedKeysCheckSQL(live, n, liveName, shadowName), changed).Scan(&differ); err != nil {
+		if err := tx.QueryRow(ctx, st.check, final).Scan(&differ); err != nil {
 			return t0, fmt.Errorf("checking the rows changed since the count: %w", err)
 		}
 		if differ != 0 {
@@ -317,7 +321,6 @@ func (m *Migrator) switchTx(ctx context.Context, tx pgx.Tx, mig *Migration, opts
 				differ, liveName, shadowName, mig.ID)
 		}
 		res.Rows = res.SnapshotRows
-		res.CheckedKeys = int64(len(changed))
 	}
 	tCount := time.Now()
 	shadow, err := tableByOID(ctx, tx, shadowOID)

@@ -4,7 +4,8 @@
 // an identical table on the same data in the same run, and the longest
 // exclusive-lock hold of swap (and rollback) under concurrent writers.
 //
-//	go run ./bench/migrate                       # 5 million session rows, 16 -> 32 partitions, 8 writers
+//	go run ./bench/migrate                       # 5 million session rows, 16 -> 32 partitions, 8 writers at 100 writes/s each
+//	go run ./bench/migrate -writer-rate 0        # writers as fast as they can
 //	go run ./bench/migrate -rows 500000 -swaps 2 # a quicker look
 //
 // It prints a Markdown table for the README.
@@ -23,6 +24,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/time/rate"
 
 	"github.com/sigid/pgcapacity/internal/sigid"
 	"github.com/sigid/pgcapacity/internal/throwaway"
@@ -36,17 +38,18 @@ func main() {
 	batch := flag.Int("batch-size", 10000, "migrate copy batch (rows)")
 	jobs := flag.Int("jobs", 1, "migrate copy jobs")
 	writers := flag.Int("writers", 8, "concurrent writers during the swaps")
+	writerRate := flag.Float64("writer-rate", 100, "writes per second of each writer; 0: as fast as they can (saturates a small machine)")
 	swaps := flag.Int("swaps", 3, "swap, rollback, swap, ... steps under the writers")
 	sharedBuffers := flag.String("shared-buffers", "1GB", "shared_buffers of the throwaway server")
 	flag.Parse()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	if err := run(context.Background(), logger, *rows, *from, *to, *batch, *jobs, *writers, *swaps, *sharedBuffers); err != nil {
+	if err := run(context.Background(), logger, *rows, *from, *to, *batch, *jobs, *writers, *writerRate, *swaps, *sharedBuffers); err != nil {
 		fmt.Fprintln(os.Stderr, "migrate-bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, logger *slog.Logger, rows, from, to, batch, jobs, writers, swaps int, sharedBuffers string) error {
+func run(ctx context.Context, logger *slog.Logger, rows, from, to, batch, jobs, writers int, writerRate float64, swaps int, sharedBuffers string) error {
 	cluster, err := throwaway.Start(ctx, throwaway.Options{Logger: logger, Settings: map[string]string{
 		"shared_buffers": sharedBuffers, "max_wal_size": "4GB", "checkpoint_timeout": "30min",
 	}})
@@ -129,7 +132,8 @@ func run(ctx context.Context, logger *slog.Logger, rows, from, to, batch, jobs, 
 	}
 	validateSecs := time.Since(start).Seconds()
 
-	w := startWriters(ctx, pool, writers)
+	w := startWriters(ctx, pool, writers, writerRate)
+	writeStart := time.Now()
 	var holds []time.Duration
 	for i := 0; i < swaps; i++ {
 		time.Sleep(2 * time.Second)
@@ -147,6 +151,7 @@ func run(ctx context.Context, logger *slog.Logger, rows, from, to, batch, jobs, 
 		logger.Info("switch", "step", i, "lock_hold", res.LockHold, "attempts", res.Attempts, "final_replay", res.FinalReplayed)
 	}
 	writes, failures := w.stop()
+	writeSecs := time.Since(writeStart).Seconds()
 	var longest time.Duration
 	for _, h := range holds {
 		longest = max(longest, h)
@@ -156,7 +161,7 @@ func run(ctx context.Context, logger *slog.Logger, rows, from, to, batch, jobs, 
 	fmt.Printf("| migrate start copy (capture on, checkpoint per batch) | %.0f rows/s (%.1f s) |\n", copyRate, copySecs)
 	fmt.Printf("| copy rate / INSERT ... SELECT (target >= 0.7) | %.2f |\n", copyRate/baseRate)
 	fmt.Printf("| migrate validate (counts and checksums, all partitions) | %.1f s |\n", validateSecs)
-	fmt.Printf("| longest exclusive-lock hold of %d swap/rollback steps under %d writers (target < 500 ms) | %s |\n", swaps, writers, longest.Round(time.Millisecond))
+	fmt.Printf("| longest exclusive-lock hold of %d swap/rollback steps under %d writers, %.0f writes/s in all (target < 500 ms) | %s |\n", swaps, writers, float64(writes)/writeSecs, longest.Round(time.Millisecond))
 	fmt.Printf("| lock holds | %v |\n", holds)
 	fmt.Printf("| writes during the swaps (failed) | %d (%d) |\n", writes, failures)
 	return nil
@@ -171,7 +176,7 @@ type writerSet struct {
 
 // startWriters runs n sessions inserting and updating sessions of random
 // tenants as fast as they can.
-func startWriters(ctx context.Context, pool *pgxpool.Pool, n int) *writerSet {
+func startWriters(ctx context.Context, pool *pgxpool.Pool, n int, perSecond float64) *writerSet {
 	ctx, cancel := context.WithCancel(ctx)
 	w := &writerSet{cancel: cancel}
 	var tenants []string
@@ -184,7 +189,11 @@ func startWriters(ctx context.Context, pool *pgxpool.Pool, n int) *writerSet {
 		go func(seed uint64) {
 			defer w.wg.Done()
 			rng := rand.New(rand.NewPCG(seed, 1))
-			for ctx.Err() == nil {
+			limit := rate.NewLimiter(rate.Inf, 1)
+			if perSecond > 0 {
+				limit = rate.NewLimiter(rate.Limit(perSecond), 1)
+			}
+			for limit.Wait(ctx) == nil {
 				t := tenants[rng.IntN(len(tenants))]
 				var err error
 				if rng.IntN(2) == 0 {
