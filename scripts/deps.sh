@@ -9,9 +9,18 @@ pg_bindir=$(pg_config --bindir 2>/dev/null || true)
 if [[ -z "${PGCAPACITY_PG_BINDIR:-}" ]] && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && [[ ! -x "$pg_bindir/initdb" ]]; then
   missing+=(postgresql postgresql-contrib)
 fi
-command -v promtool >/dev/null || missing+=(prometheus)
-command -v prometheus >/dev/null || missing+=(prometheus)
+# One package, named once even when both binaries are missing.
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+  missing+=(prometheus)
+fi
 command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
+# The deploy tests: psql runs the role scripts, systemd-analyze checks the
+# unit; the PostgreSQL matrix fetches servers with npm and reads their
+# libraries' sonames with readelf.
+command -v psql >/dev/null || missing+=(postgresql-client)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+command -v npm >/dev/null || missing+=(npm)
+command -v readelf >/dev/null || missing+=(binutils)
 
 if ((${#missing[@]})); then
   sudo=""
