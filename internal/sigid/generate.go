@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/sigid/pgcapacity/internal/pgstat"
 )
 
 // Defaults of GenerateOptions fields left zero.
@@ -192,6 +193,11 @@ func Generate(ctx context.Context, conn *pgx.Conn, opts GenerateOptions) (Counts
 		analyze += pgx.Identifier{g.schema, table}.Sanitize()
 	}
 	start = time.Now()
+	// The load's row counts must reach the statistics before ANALYZE sets
+	// n_live_tup, or they are added again afterwards.
+	if err := pgstat.Flush(ctx, conn); err != nil {
+		return c, fmt.Errorf("sigid: %w", err)
+	}
 	if _, err := conn.Exec(ctx, analyze); err != nil {
 		return c, fmt.Errorf("sigid: analyzing the generated tables: %w", err)
 	}
