@@ -222,10 +222,18 @@ func (m *Migrator) switchTx(ctx context.Context, tx pgx.Tx, mig *Migration, opts
 	// that reads the table before it locks a referencing one), let this
 	// transaction notice the deadlock first and be the one that retries,
 	// not the application.
+	// has_parameter_privilege exists from PostgreSQL 15; the parser
+	// resolves it even in a CASE branch not taken, so choose in Go.
+	var version int
+	if err := tx.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&version); err != nil {
+		return time.Time{}, err
+	}
+	mayTuneSQL := `SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user`
+	if version >= 150000 {
+		mayTuneSQL = `SELECT pg_catalog.has_parameter_privilege('deadlock_timeout', 'SET')`
+	}
 	var mayTune bool
-	if err := tx.QueryRow(ctx, `SELECT CASE WHEN current_setting('server_version_num')::int >= 150000
-		THEN pg_catalog.has_parameter_privilege('deadlock_timeout', 'SET')
-		ELSE (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) END`).Scan(&mayTune); err == nil && mayTune {
+	if err := tx.QueryRow(ctx, mayTuneSQL).Scan(&mayTune); err == nil && mayTune {
 		if _, err := tx.Exec(ctx, `SELECT pg_catalog.set_config('deadlock_timeout', '50ms', true)`); err != nil {
 			return time.Time{}, err
 		}
@@ -405,8 +413,8 @@ func (m *Migrator) switchTx(ctx context.Context, tx pgx.Tx, mig *Migration, opts
 	m.logger.Debug("swap transaction timing", "id", mig.ID, "read_and_final_replay", tReplay.Sub(t0), "count_check", tCount.Sub(tReplay),
 		"read_names", tRead.Sub(tCount), "script", time.Since(tRead), "statements", len(script))
 	if forward {
-		_, err = tx.Exec(ctx, `UPDATE pgcapacity.migration SET phase = $2, swapped_at = now(), rollback_deadline = now() + $3::interval,
-			swaps = swaps + 1, post_swap_pending = true, last_error = NULL WHERE id = $1`, mig.ID, PhaseSwapped, fmt.Sprintf("%d microseconds", opts.RollbackPeriod.Microseconds()))
+		_, err = tx.Exec(ctx, `UPDATE pgcapacity.migration SET phase = $2, swapped_at = now(), rollback_deadline = now() + make_interval(secs => $3),
+			swaps = swaps + 1, post_swap_pending = true, last_error = NULL WHERE id = $1`, mig.ID, PhaseSwapped, opts.RollbackPeriod.Seconds())
 	} else {
 		_, err = tx.Exec(ctx, `UPDATE pgcapacity.migration SET phase = $2, rolled_back_at = now(), rollback_deadline = NULL,
 			post_swap_pending = true, last_error = NULL WHERE id = $1`, mig.ID, PhaseRolledBack)
