@@ -153,7 +153,16 @@ for major in "${versions[@]}"; do
   log=$logs/postgresql-$major.log
   start=$(date +%s)
   set +e
-  PGCAPACITY_PG_BINDIR=$bindir go test -count=1 -p 2 -timeout 30m -v "${packages[@]}" >"$log" 2>&1
+  run_packages=("${packages[@]}")
+  if [[ $major -lt 14 ]]; then
+    # migrate needs TID range scans (14+) and refuses 13 in its plan; that
+    # refusal is tested on 13 by cmd/pgcapacity's TestMigrateCommand.
+    run_packages=()
+    for p in "${packages[@]}"; do
+      [[ $p == ./migrate/... ]] || run_packages+=("$p")
+    done
+  fi
+  PGCAPACITY_PG_BINDIR=$bindir go test -count=1 -p 2 -timeout 30m -v "${run_packages[@]}" >"$log" 2>&1
   rc=$?
   set -e
   took=$(($(date +%s) - start))
