@@ -146,6 +146,8 @@ if ! $fetch_only; then
 fi
 summary=()
 status=0
+total_passed=0
+total_failed=0
 for major in "${versions[@]}"; do
   bindir=$(fetch "$major" "${builds[$major]}")
   echo "test-matrix: PostgreSQL $major: $("$bindir/postgres" --version)"
@@ -180,9 +182,12 @@ for major in "${versions[@]}"; do
   else
     summary+=("PostgreSQL $major: ok in ${took}s ($(grep -c -- '--- PASS' "$log") tests)")
   fi
+  total_passed=$((total_passed + $(grep -c -- '--- PASS' "$log" || true)))
+  total_failed=$((total_failed + $(grep -c -- '--- FAIL' "$log" || true)))
 done
 if ! $fetch_only; then
   printf 'test-matrix: %s\n' "${summary[@]}"
   echo "test-matrix: logs in $logs"
+  echo "matrix: $total_passed passed, $total_failed failed"
 fi
 exit $status
