@@ -172,8 +172,14 @@ func (m *Migrator) catchUpCollect(ctx context.Context, id int64, opts CopyOption
 		if left < best {
 			best, sinceBest = left, 0
 		} else if sinceBest++; opts.StopWhenStalled && sinceBest >= 5 {
-			m.logger.Info("backlog no longer shrinking: the swap replays the rest under its lock", "id", id, "backlog", left)
-			break
+			if left <= opts.MaxFinalReplay {
+				m.logger.Info("backlog no longer shrinking: the swap replays the rest under its lock", "id", id, "backlog", left)
+				break
+			}
+			if !opts.CatchUpDeadline.IsZero() && time.Now().After(opts.CatchUpDeadline) {
+				return fmt.Errorf("writes outpace the replay of migration %d: %d changes wait, more than the %d the swap may replay under its lock: swap at a quieter time, or raise --max-final-replay (the lock is then held longer)",
+					id, left, opts.MaxFinalReplay)
+			}
 		}
 	}
 	if mig.Phase == PhaseCatchingUp {

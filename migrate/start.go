@@ -21,7 +21,9 @@ type CopyOptions struct {
 	BacklogTarget    int64         // catch-up ends when the backlog is at most this
 	LockTimeout      time.Duration // lock_timeout for the short DDL steps
 	Retries          int           // attempts for steps that wait on locks
-	StopWhenStalled  bool          // catch-up also ends when the backlog stops shrinking (before a swap)
+	StopWhenStalled  bool          // catch-up also ends when the backlog stops shrinking at or below MaxFinalReplay (before a swap)
+	MaxFinalReplay   int64         // with StopWhenStalled: the most changes left for the final replay under the lock
+	CatchUpDeadline  time.Time     // with StopWhenStalled: give up when the backlog is still above MaxFinalReplay then
 }
 
 func (o CopyOptions) withDefaults() CopyOptions {

@@ -24,6 +24,11 @@ type SwapOptions struct {
 	// lock only the rows of keys changed since are compared, which keeps
 	// the lock short whatever the table size.
 	FullCountCheck bool
+	// MaxFinalReplay is the most captured changes the swap leaves for the
+	// replay under its lock (default 5000): a backlog that stays above it
+	// makes the swap wait, and fail after CatchUpTimeout (default 10m).
+	MaxFinalReplay int64
+	CatchUpTimeout time.Duration
 	// Silence, when set, is called before the locked transaction of a swap
 	// (after the window check) to silence the table's capacity alerts; its
 	// result is recorded.
@@ -65,7 +70,13 @@ func (m *Migrator) switchOver(ctx context.Context, id int64, opts SwapOptions, f
 	if opts.BacklogTarget <= 0 {
 		opts.BacklogTarget = 200
 	}
-	copts := CopyOptions{BatchSize: opts.BatchSize, BacklogTarget: opts.BacklogTarget, LockTimeout: opts.LockTimeout, Retries: opts.Retries, StopWhenStalled: true}.withDefaults()
+	if opts.MaxFinalReplay <= 0 {
+		opts.MaxFinalReplay = 5000
+	}
+	if opts.CatchUpTimeout <= 0 {
+		opts.CatchUpTimeout = 10 * time.Minute
+	}
+	copts := CopyOptions{BatchSize: opts.BatchSize, BacklogTarget: opts.BacklogTarget, LockTimeout: opts.LockTimeout, Retries: opts.Retries, StopWhenStalled: true, MaxFinalReplay: opts.MaxFinalReplay}.withDefaults()
 	mig, err := loadMigration(ctx, m.pool, id, false)
 	if err != nil {
 		return nil, err
@@ -152,6 +163,7 @@ func (m *Migrator) switchOver(ctx context.Context, id int64, opts SwapOptions, f
 	}
 	err = m.retry(ctx, verb, opts.Retries, func() error {
 		res.Attempts++
+		copts.CatchUpDeadline = time.Now().Add(opts.CatchUpTimeout)
 		if err := m.catchUp(ctx, id, copts); err != nil {
 			return err
 		}

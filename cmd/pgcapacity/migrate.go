@@ -310,6 +310,8 @@ func validateFlags(fs *flag.FlagSet, env *environment) func(context.Context, *en
 type swapFlagValues struct {
 	window, now *string
 	fullCount   *bool
+	maxFinal    *int64
+	catchUp     *time.Duration
 	lockTimeout *time.Duration
 	retries     *int
 	batch       *int
@@ -321,6 +323,8 @@ func addSwapFlags(fs *flag.FlagSet, forward bool) swapFlagValues {
 		retries:     fs.Int("retries", 10, "attempts at the lock, with backoff"),
 		batch:       fs.Int("batch-size", 10000, "replay batch"),
 		fullCount:   fs.Bool("full-count-check", false, "count both tables in full under the lock (the lock then lasts as long as the counts)"),
+		maxFinal:    fs.Int64("max-final-replay", 5000, "most captured changes left for the replay under the lock; a backlog that stays above it makes the swap wait"),
+		catchUp:     fs.Duration("catch-up-timeout", 10*time.Minute, "how long the swap waits for the backlog to fall to --max-final-replay before giving up"),
 	}
 	if forward {
 		v.window = fs.String("window", "", "maintenance window, such as \"Sat 02:00-04:00 Europe/Berlin\"; the swap refuses outside it")
@@ -330,7 +334,8 @@ func addSwapFlags(fs *flag.FlagSet, forward bool) swapFlagValues {
 }
 
 func (v swapFlagValues) options(env *environment, forward bool) (migrate.SwapOptions, error) {
-	o := migrate.SwapOptions{LockTimeout: *v.lockTimeout, Retries: *v.retries, BatchSize: *v.batch, RollbackPeriod: env.cfg.RollbackPeriod.D(), FullCountCheck: *v.fullCount}
+	o := migrate.SwapOptions{LockTimeout: *v.lockTimeout, Retries: *v.retries, BatchSize: *v.batch, RollbackPeriod: env.cfg.RollbackPeriod.D(), FullCountCheck: *v.fullCount,
+		MaxFinalReplay: *v.maxFinal, CatchUpTimeout: *v.catchUp}
 	if forward {
 		o.Window, o.NowReason = *v.window, strings.TrimSpace(*v.now)
 		if env.cfg.AlertmanagerURL != "" {
