@@ -14,7 +14,6 @@ import (
 	"github.com/sigid/pgcapacity/collector"
 	"github.com/sigid/pgcapacity/collector/adminops"
 	"github.com/sigid/pgcapacity/internal/config"
-	"github.com/sigid/pgcapacity/internal/dbpool"
 	"github.com/sigid/pgcapacity/internal/playbook"
 )
 
@@ -40,13 +39,9 @@ func runCheck(ctx context.Context, env *environment, args []string) (int, error)
 	if err := env.cfg.RequireDatabase(); err != nil {
 		return exitError, err
 	}
-	poolCfg, err := dbpool.Config(env.cfg.DatabaseURL, dbpool.Options{StatementTimeout: env.cfg.QueryTimeout.D(), LockTimeout: env.cfg.LockTimeout.D()})
+	pool, err := openPool(ctx, env.cfg, env.cfg.DatabaseURL)
 	if err != nil {
-		return exitError, &config.Error{Variable: config.Prefix + "_DATABASE_URL", Problem: err.Error()}
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
-	if err != nil {
-		return exitError, fmt.Errorf("creating the connection pool: %w", err)
+		return exitError, err
 	}
 	defer pool.Close()
 	report, err := sampleReport(ctx, env.cfg, pool)

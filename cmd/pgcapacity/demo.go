@@ -8,10 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/sigid/pgcapacity/collector"
 	"github.com/sigid/pgcapacity/internal/config"
-	"github.com/sigid/pgcapacity/internal/dbpool"
 	"github.com/sigid/pgcapacity/internal/sigid"
 	"github.com/sigid/pgcapacity/internal/throwaway"
 )
@@ -101,12 +99,7 @@ func printDemoReport(ctx context.Context, env *environment, s *collector.Sampler
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	poolCfg, err := dbpool.Config(dbURL, dbpool.Options{StatementTimeout: env.cfg.QueryTimeout.D(), LockTimeout: env.cfg.LockTimeout.D()})
-	if err != nil {
-		env.logger.Error("demo report", "err", err)
-		return
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
+	pool, err := openPool(ctx, env.cfg, dbURL)
 	if err != nil {
 		env.logger.Error("demo report", "err", err)
 		return

@@ -38,16 +38,9 @@ func runServe(ctx context.Context, env *environment, args []string) (int, error)
 // called with the sampler once the server is listening (demo uses it).
 func serve(ctx context.Context, env *environment, ln net.Listener, started func(*collector.Sampler)) error {
 	cfg := env.cfg
-	poolCfg, err := dbpool.Config(cfg.DatabaseURL, dbpool.Options{
-		StatementTimeout: cfg.QueryTimeout.D(),
-		LockTimeout:      cfg.LockTimeout.D(),
-	})
+	pool, err := openPool(ctx, cfg, cfg.DatabaseURL)
 	if err != nil {
-		return &config.Error{Variable: config.Prefix + "_DATABASE_URL", Problem: err.Error()}
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
-	if err != nil {
-		return fmt.Errorf("creating the connection pool: %w", err)
+		return err
 	}
 	defer pool.Close()
 	cs, err := buildCollectors(env)
@@ -103,6 +96,20 @@ func serve(ctx context.Context, env *environment, ln net.Listener, started func(
 		return fmt.Errorf("serving HTTP: %w", serveErr)
 	}
 	return nil
+}
+
+// openPool opens the sampling pool (read-only, two connections, the
+// configured statement and lock timeouts) that serve, check and demo share.
+func openPool(ctx context.Context, cfg config.Config, url string) (*pgxpool.Pool, error) {
+	poolCfg, err := dbpool.Config(url, dbpool.Options{StatementTimeout: cfg.QueryTimeout.D(), LockTimeout: cfg.LockTimeout.D()})
+	if err != nil {
+		return nil, &config.Error{Variable: config.Prefix + "_DATABASE_URL", Problem: err.Error()}
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating the connection pool: %w", err)
+	}
+	return pool, nil
 }
 
 // validator is a collector that can check its queries against the database
