@@ -305,7 +305,12 @@ func (s *Sampler) renderLocked() {
 		}
 		parts = append(parts, *r.rendered)
 	}
-	snap, err := assemble(parts)
+	series, err := seriesPart(parts)
+	if err != nil {
+		s.logger.Error("rendering the series count", "err", err)
+		return
+	}
+	snap, err := assemble(append(parts, series))
 	if err != nil {
 		s.logger.Error("rendering the metrics snapshot", "err", err)
 		return

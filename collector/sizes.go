@@ -66,12 +66,18 @@ ORDER BY r.root_schema, r.root_name, l.relname`
 type Sizes struct {
 	selection Selection
 	interval  time.Duration
-	detail    bool
+	detail    Detail
 }
 
 // NewSizes returns the sizes collector.
 func NewSizes(sel Selection, interval time.Duration, partitionDetail bool) *Sizes {
-	return &Sizes{selection: sel, interval: interval, detail: partitionDetail}
+	return &Sizes{selection: sel, interval: interval, detail: detailFromBool(partitionDetail)}
+}
+
+// WithDetail sets which partitions publish per-partition series.
+func (s *Sizes) WithDetail(d Detail) *Sizes {
+	s.detail = d
+	return s
 }
 
 // Name implements Collector.
@@ -142,6 +148,11 @@ func (s *Sizes) Collect(ctx context.Context, db *pgxpool.Pool) ([]prometheus.Met
 func (s *Sizes) metrics(tables []TableSizes) []prometheus.Metric {
 	var out metricList
 	var hot float64
+	partitions := 0
+	for _, t := range tables {
+		partitions += len(t.Partitions)
+	}
+	mode := s.detail.resolve(partitions)
 	for _, t := range tables {
 		total, partMax := t.TenantIndexBytes()
 		if t.Hot {
@@ -158,10 +169,12 @@ func (s *Sizes) metrics(tables []TableSizes) []prometheus.Metric {
 		out.add(descTableHeap, heap, t.Schema, t.Name)
 		out.add(descTableIndex, index, t.Schema, t.Name)
 		out.add(descTableSizesEstimated, estimated, t.Schema, t.Name)
-		if !s.detail {
-			continue
-		}
-		for _, p := range t.Partitions {
+		shown := shownPartitions(mode, len(t.Partitions), s.detail.TopK,
+			func(i int) float64 { return t.Partitions[i].TenantIndexBytes })
+		for i, p := range t.Partitions {
+			if shown != nil && !shown[i] {
+				continue
+			}
 			l := partitionLabelPairs(t.Schema, t.Name, p.Name)
 			out.addShared(descPartHeap, p.HeapBytes, l)
 			out.addShared(descPartIndex, p.IndexBytes, l)

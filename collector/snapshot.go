@@ -29,6 +29,8 @@ type rendered struct {
 	protoGzip []byte
 	series    int
 	families  []string
+	// familySeries[i] is the series count of families[i].
+	familySeries []int
 }
 
 // renderMetrics encodes one round's metrics family by family, so only one
@@ -102,6 +104,7 @@ func (e *encoders) encode(mfs []*dto.MetricFamily) error {
 		}
 		e.out.series += len(mf.GetMetric())
 		e.out.families = append(e.out.families, mf.GetName())
+		e.out.familySeries = append(e.out.familySeries, len(mf.GetMetric()))
 	}
 	return nil
 }
@@ -115,6 +118,25 @@ func (e *encoders) close() (rendered, error) {
 	}
 	e.out.textGzip, e.out.protoGzip = e.text.Bytes(), e.proto.Bytes()
 	return e.out, nil
+}
+
+var descExporterSeries = newDesc("exporter_series",
+	"Series this exporter publishes in the family, so a fleet can budget its series (this family included).",
+	[]string{"family"})
+
+// seriesPart renders pgcapacity_exporter_series for the families of parts
+// and for itself.
+func seriesPart(parts []rendered) (rendered, error) {
+	var out metricList
+	self := 1
+	for _, p := range parts {
+		for i, f := range p.families {
+			out.add(descExporterSeries, float64(p.familySeries[i]), f)
+			self++
+		}
+	}
+	out.add(descExporterSeries, float64(self), namespace+"_exporter_series")
+	return renderMetrics(out)
 }
 
 // Snapshot is one immutable rendering of every metric: text and protobuf

@@ -98,7 +98,10 @@ func (s Selection) watched(schema, name, strategy string) bool {
 type Stats struct {
 	selection Selection
 	interval  time.Duration
-	detail    bool
+	detail    Detail
+	// publishInfo: this collector publishes pgcapacity_partition_detail_info
+	// (serve's; a benchmark's bare collectors do not).
+	publishInfo bool
 
 	mu   sync.Mutex
 	lags map[uint32]lagState // by partition OID; state kept across rounds
@@ -113,7 +116,15 @@ type lagState struct {
 
 // NewStats returns the stats collector.
 func NewStats(sel Selection, interval time.Duration, partitionDetail bool) *Stats {
-	return &Stats{selection: sel, interval: interval, detail: partitionDetail, lags: map[uint32]lagState{}}
+	return &Stats{selection: sel, interval: interval, detail: detailFromBool(partitionDetail), lags: map[uint32]lagState{}}
+}
+
+// WithDetail sets which partitions publish per-partition series; it also
+// makes the collector publish pgcapacity_partition_detail_info.
+func (s *Stats) WithDetail(d Detail) *Stats {
+	s.detail = d
+	s.publishInfo = true
+	return s
 }
 
 // Name implements Collector.

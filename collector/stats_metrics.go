@@ -61,6 +61,14 @@ func (s *Stats) metrics(srv Server, tables []Table) []prometheus.Metric {
 	var out metricList
 	out.add(descSharedBuffers, srv.SharedBuffersBytes)
 	out.add(descFreezeMaxAge, srv.FreezeMaxAge)
+	partitions := 0
+	for _, t := range tables {
+		partitions += len(t.Partitions)
+	}
+	mode := s.detail.resolve(partitions)
+	if s.publishInfo {
+		s.detail.infoMetric(&out, mode)
+	}
 	for _, t := range tables {
 		a := Aggregate(t.Partitions)
 		out.add(descTableInfo, 1, t.Schema, t.Name, t.Strategy, t.PartitionKey, strconv.FormatBool(t.Hot))
@@ -75,10 +83,11 @@ func (s *Stats) metrics(srv Server, tables []Table) []prometheus.Metric {
 		out.add(descTableVacuumLag, a.VacuumLag.Seconds(), t.Schema, t.Name)
 		out.add(descTableAnalyzeLag, a.AnalyzeLag.Seconds(), t.Schema, t.Name)
 		out.add(descTableXIDAge, a.XIDAgeMax, t.Schema, t.Name)
-		if !s.detail {
-			continue
-		}
-		for _, p := range t.Partitions {
+		shown := shownPartitions(mode, len(t.Partitions), s.detail.TopK, worstStatsSignals(t.Partitions)...)
+		for i, p := range t.Partitions {
+			if shown != nil && !shown[i] {
+				continue
+			}
 			l := partitionLabelPairs(t.Schema, t.Name, p.Name)
 			out.addShared(descPartLive, p.LiveRows, l)
 			out.addShared(descPartDead, p.DeadRows, l)
@@ -92,6 +101,18 @@ func (s *Stats) metrics(srv Server, tables []Table) []prometheus.Metric {
 		}
 	}
 	return out
+}
+
+// worstStatsSignals are the stats by which a partition ranks among its
+// table's worst in the top detail mode: live rows, dead rows above the
+// autovacuum trigger, vacuum lag and xid age.
+func worstStatsSignals(parts []Partition) []signal {
+	return []signal{
+		func(i int) float64 { return parts[i].LiveRows },
+		func(i int) float64 { return parts[i].DeadRows - parts[i].VacuumThreshold },
+		func(i int) float64 { return parts[i].VacuumLag.Seconds() },
+		func(i int) float64 { return parts[i].XIDAge },
+	}
 }
 
 // metricList collects gauges; every value here is a gauge.

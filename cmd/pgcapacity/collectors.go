@@ -19,8 +19,8 @@ func buildCollectors(env *environment) ([]collector.Collector, error) {
 	cfg := env.cfg
 	sel := selection(cfg)
 	cs := []collector.Collector{
-		collector.NewStats(sel, cfg.StatsInterval.D(), cfg.PartitionDetail),
-		collector.NewSizes(sel, cfg.SizesInterval.D(), cfg.PartitionDetail),
+		collector.NewStats(sel, cfg.StatsInterval.D(), false).WithDetail(collector.DetailFromConfig(cfg)),
+		collector.NewSizes(sel, cfg.SizesInterval.D(), false).WithDetail(collector.DetailFromConfig(cfg)),
 		migrate.NewCollector(cfg.MigrationsInterval.D()),
 	}
 	pr, err := probes.NewFromConfig(cfg, env.logger) // refuses a bad probes file at start

@@ -43,13 +43,14 @@ type Thresholds struct {
 
 // Config is the whole configuration of one pgcapacity process.
 type Config struct {
-	DatabaseURL     string   `split_words:"true" desc:"PostgreSQL connection string (URL or key=value); required for serve, check and migrate"`
-	ListenAddress   string   `split_words:"true" default:":9842" desc:"address the exporter listens on"`
-	WebConfigFile   string   `split_words:"true" desc:"exporter-toolkit web configuration file (TLS, basic auth); empty for plain HTTP"`
-	Tables          []string `desc:"tables to watch, comma-separated, schema.table or table, * and ? globs allowed; empty: every hash-partitioned table"`
-	HotTables       []string `split_words:"true" default:"session,tenant_membership,tenant_subject_identifier,referral*" desc:"tables whose tenant-leading indexes must fit in shared_buffers, globs allowed"`
-	TenantColumn    string   `split_words:"true" default:"tenant_id" desc:"the tenant key column, when a table's partition key does not say it"`
-	PartitionDetail bool     `split_words:"true" default:"true" desc:"publish per-partition series (false keeps only per-table aggregates)"`
+	DatabaseURL     string     `split_words:"true" desc:"PostgreSQL connection string (URL or key=value); required for serve, check and migrate"`
+	ListenAddress   string     `split_words:"true" default:":9842" desc:"address the exporter listens on"`
+	WebConfigFile   string     `split_words:"true" desc:"exporter-toolkit web configuration file (TLS, basic auth); empty for plain HTTP"`
+	Tables          []string   `desc:"tables to watch, comma-separated, schema.table or table, * and ? globs allowed; empty: every hash-partitioned table"`
+	HotTables       []string   `split_words:"true" default:"session,tenant_membership,tenant_subject_identifier,referral*" desc:"tables whose tenant-leading indexes must fit in shared_buffers, globs allowed"`
+	TenantColumn    string     `split_words:"true" default:"tenant_id" desc:"the tenant key column, when a table's partition key does not say it"`
+	PartitionDetail DetailMode `split_words:"true" default:"auto" desc:"which partitions publish per-partition series: all, top (the PGCAPACITY_PARTITION_TOP_K worst of each table on each signal), none (per-table aggregates only), or auto (all up to 200 watched partitions, top above); true and false of earlier releases mean all and none"`
+	PartitionTopK   int        `split_words:"true" default:"5" desc:"partitions per table and signal (live rows, dead rows above the trigger, vacuum lag, xid age, tenant-index bytes) published in the top partition detail mode"`
 
 	StatsInterval      Duration `split_words:"true" default:"15s" desc:"how often row counts, dead rows, vacuum and analyze state are sampled"`
 	SizesInterval      Duration `split_words:"true" default:"5m" desc:"how often heap and index sizes are sampled"`
@@ -121,7 +122,7 @@ func describeParseError(pe *envconfig.ParseError) error {
 		return &Error{variable, value + " is not a whole number"}
 	case "bool":
 		return &Error{variable, value + " is not a boolean: use true or false"}
-	case "Duration", "config.Duration":
+	case "Duration", "config.Duration", "DetailMode", "config.DetailMode":
 		return &Error{variable, unwrapAll(pe.Err)}
 	}
 	return &Error{variable, value + ": " + unwrapAll(pe.Err)}
@@ -181,6 +182,9 @@ func (c Config) Validate() error {
 	}
 	if c.AdminopsTenantCap < 0 || c.AdminopsTenantCap > 100000 {
 		return &Error{Prefix + "_ADMINOPS_TENANT_CAP", fmt.Sprintf("%d is out of range: use 0 to 100000", c.AdminopsTenantCap)}
+	}
+	if c.PartitionTopK < 1 || c.PartitionTopK > 1000 {
+		return &Error{Prefix + "_PARTITION_TOP_K", fmt.Sprintf("%d is out of range: use 1 to 1000", c.PartitionTopK)}
 	}
 	if c.AdminopsMinAdmins < 1 || c.AdminopsMinAdmins > 1000 {
 		return &Error{Prefix + "_ADMINOPS_MIN_ADMINS", fmt.Sprintf("%d is out of range: use 1 to 1000", c.AdminopsMinAdmins)}

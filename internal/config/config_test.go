@@ -15,7 +15,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.ListenAddress != ":9842" || c.LiveRowsPerPartition != 1e6 || c.SkewRatio != 4 || c.RuleWindow.D() != 7*24*time.Hour ||
-		!c.PartitionDetail || c.StatsInterval.D() != 15*time.Second || len(c.HotTables) != 4 {
+		c.PartitionDetail != config.DetailAuto || c.PartitionTopK != 5 || c.StatsInterval.D() != 15*time.Second || len(c.HotTables) != 4 {
 		t.Errorf("defaults %+v", c)
 	}
 }
@@ -32,7 +32,8 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"PGCAPACITY_SKEW_RATIO", "NaN", "out of range"},
 		{"PGCAPACITY_PLANNING_SHARE", "x", "is not a number"},
 		{"PGCAPACITY_ADMINOPS_TENANT_CAP", "-1", "out of range"},
-		{"PGCAPACITY_PARTITION_DETAIL", "maybe", "true or false"},
+		{"PGCAPACITY_PARTITION_DETAIL", "maybe", "use auto, all, top or none"},
+		{"PGCAPACITY_PARTITION_TOP_K", "0", "out of range"},
 		{"PGCAPACITY_HOT_TABLES", "session,,referral", "empty entry"},
 		{"PGCAPACITY_TABLES", "[", "not a valid glob"},
 		{"PGCAPACITY_LOG_FORMAT", "xml", "text or json"},
@@ -139,4 +140,30 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("multi-line error %q", err)
 		}
 	})
+}
+
+func TestPartitionDetailModes(t *testing.T) {
+	tests := []struct {
+		value string
+		want  config.DetailMode
+	}{
+		{"auto", config.DetailAuto},
+		{"all", config.DetailAll},
+		{"TOP", config.DetailTop},
+		{"none", config.DetailNone},
+		{"true", config.DetailAll},   // the boolean of earlier releases
+		{"false", config.DetailNone}, // likewise
+	}
+	for _, tc := range tests {
+		t.Run(tc.value, func(t *testing.T) {
+			t.Setenv("PGCAPACITY_PARTITION_DETAIL", tc.value)
+			c, err := config.Load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.PartitionDetail != tc.want {
+				t.Errorf("PGCAPACITY_PARTITION_DETAIL=%s gave %q, want %q", tc.value, c.PartitionDetail, tc.want)
+			}
+		})
+	}
 }
