@@ -6,7 +6,7 @@
 #     --build-arg REVISION=$(git rev-parse --short HEAD) .
 #   docker run --rm -p 9842:9842 -e PGCAPACITY_DATABASE_URL=postgres://pgcapacity@db/sigid pgcapacity:...
 #
-# deploy/deploy_test.go runs this file's build commands on the build context
+# deploy/tests/dockerfile_test.go runs this file's build commands on the build context
 # that .dockerignore leaves, and tests that binary.
 
 ARG GO_VERSION=1.26.8

@@ -138,6 +138,34 @@ fetch() {
   echo "$dir/bin"
 }
 
+# Every Go module git knows (the root, deploy/tests, ...): a package pattern
+# runs in the module that holds it; ./deploy/... covers the root module's
+# deploy/healthcheck and the deploy/tests module.
+mapfile -t modules < <(git ls-files -- go.mod '*/go.mod' | xargs -r -n1 dirname | sort -u)
+
+# packages_in_module prints, relative to module $1, the part of each pattern
+# (./dir/... or ./dir) that lies in that module and in no module nested in it.
+packages_in_module() {
+  local mod=$1 p dir rest m nested
+  shift
+  for p in "$@"; do
+    dir=${p#./}; rest=""
+    [[ $dir == */... ]] && { dir=${dir%/...}; rest=/...; }
+    [[ $dir == ... ]] && { dir=.; rest=/...; }
+    if [[ $mod == . ]]; then
+      nested=false
+      for m in "${modules[@]}"; do
+        [[ $m != . && ( $dir == "$m" || $dir == "$m"/* ) ]] && nested=true
+      done
+      $nested || echo "$p"
+    elif [[ $dir == . || $mod == "$dir" || $mod == "$dir"/* ]]; then
+      [[ -n $rest || $mod == "$dir" ]] && echo "./..."
+    elif [[ $dir == "$mod"/* ]]; then
+      echo "./${dir#"$mod"/}$rest"
+    fi
+  done
+}
+
 read -r -a packages <<<"${PGCAPACITY_MATRIX_PACKAGES:-${default_packages[*]}}"
 logs=${PGCAPACITY_MATRIX_LOGS:-}
 if ! $fetch_only; then
@@ -164,8 +192,13 @@ for major in "${versions[@]}"; do
       [[ $p == ./migrate/... ]] || run_packages+=("$p")
     done
   fi
-  PGCAPACITY_PG_BINDIR=$bindir go test -count=1 -p 2 -timeout 30m -v "${run_packages[@]}" >"$log" 2>&1
-  rc=$?
+  : >"$log"
+  rc=0
+  for mod in "${modules[@]}"; do
+    mapfile -t mod_packages < <(packages_in_module "$mod" "${run_packages[@]}")
+    ((${#mod_packages[@]})) || continue
+    (cd "$mod" && PGCAPACITY_PG_BINDIR=$bindir go test -count=1 -p 2 -timeout 30m -v "${mod_packages[@]}") >>"$log" 2>&1 || rc=1
+  done
   set -e
   took=$(($(date +%s) - start))
   grep -E '^(--- FAIL|ok|FAIL|panic)' "$log" || true

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The project's test command (README, .ci/run): formatting, vet, then every
-# test against real services. Any skipped test fails the run.
+# The project's test command (README, .ci/run): formatting, then in every Go
+# module of the repository (the product's at the root, the deploy tests' in
+# deploy/tests, any other go.mod git knows) `go mod tidy -diff`, vet and
+# every test against real services. Any skipped test fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,13 +10,29 @@ unformatted=$(gofmt -l $(git ls-files '*.go') 2>/dev/null || true)
 if [[ -n "$unformatted" ]]; then
   echo "not gofmt-ed:"; echo "$unformatted"; exit 1
 fi
-go vet ./...
+
+# Every module git knows, the root first; a new go.mod is picked up here.
+mapfile -t modules < <(git ls-files -- go.mod '*/go.mod' | xargs -r -n1 dirname | sort -u)
+((${#modules[@]})) || { echo "test.sh: git knows no go.mod"; exit 1; }
+
+for mod in "${modules[@]}"; do
+  if ! diff=$(cd "$mod" && go mod tidy -diff 2>&1); then
+    echo "$mod/go.mod is not tidy: run (cd $mod && go mod tidy); the difference:"
+    echo "$diff"
+    exit 1
+  fi
+  (cd "$mod" && go vet ./...)
+done
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+status=0
 set +e
-go test -count=1 -p 2 -timeout 25m -v ./... 2>&1 | tee "$log" | grep -E '^(=== RUN|--- (PASS|FAIL|SKIP)|PASS|FAIL|ok|panic|\s+\S+_test\.go)' | grep -v '^=== RUN'
-status=${PIPESTATUS[0]}
+for mod in "${modules[@]}"; do
+  (cd "$mod" && go test -count=1 -p 2 -timeout 25m -v ./...) 2>&1 | tee -a "$log" | grep -E '^(=== RUN|--- (PASS|FAIL|SKIP)|PASS|FAIL|ok|panic|\s+\S+_test\.go)' | grep -v '^=== RUN'
+  rc=${PIPESTATUS[0]}
+  ((rc == 0)) || status=$rc
+done
 set -e
 if grep -q -- '--- SKIP' "$log"; then
   echo "skipped tests (a skipped test is a defect here):"

@@ -1,5 +1,5 @@
 -- Generated from internal/sigid, the SigID reference schema (16 hash partitions per
--- table), by `go test ./deploy -run TestComposeSchemaIsCurrent -update`; do not edit.
+-- table), by `cd deploy/tests && go test -run TestComposeSchemaIsCurrent -update`; do not edit.
 -- Created by the owner role of 00-extensions.sql, as in a real deployment.
 SET ROLE sigid_owner;
 

@@ -320,7 +320,7 @@ func composeSchemaSQL(t *testing.T) []byte {
 	}
 	var b bytes.Buffer
 	b.WriteString("-- Generated from internal/sigid, the SigID reference schema (" + strconv.Itoa(sigid.DefaultPartitions) + " hash partitions per\n")
-	b.WriteString("-- table), by `go test ./deploy -run TestComposeSchemaIsCurrent -update`; do not edit.\n")
+	b.WriteString("-- table), by `cd deploy/tests && go test -run TestComposeSchemaIsCurrent -update`; do not edit.\n")
 	b.WriteString("-- Created by the owner role of 00-extensions.sql, as in a real deployment.\n")
 	b.WriteString("SET ROLE sigid_owner;\n\n")
 	for _, s := range r.sql {
@@ -339,6 +339,6 @@ func TestComposeSchemaIsCurrent(t *testing.T) {
 		}
 	}
 	if got := readFile(t, composeSchema); !bytes.Equal(got, want) {
-		t.Errorf("%s is not internal/sigid's schema: run go test ./deploy -run TestComposeSchemaIsCurrent -update", composeSchema)
+		t.Errorf("%s is not internal/sigid's schema: run (cd deploy/tests && go test -run TestComposeSchemaIsCurrent -update)", composeSchema)
 	}
 }

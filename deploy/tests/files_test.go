@@ -21,6 +21,8 @@ var checkedElsewhere = map[string]string{
 	".service": "systemd_test.go",
 	".env":     "systemd_test.go",
 	".go":      "go vet and go test",
+	".mod":     "go mod tidy -diff in scripts/test.sh (tests/go.mod)",
+	".sum":     "go mod verify when the tests build (tests/go.sum)",
 }
 
 // TestEveryFileParses: every YAML document and JSON file under deploy/

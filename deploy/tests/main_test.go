@@ -12,6 +12,7 @@ import (
 	"bufio"
 	"bytes"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -25,11 +26,21 @@ import (
 
 var cluster *throwaway.Cluster
 
-func TestMain(m *testing.M) { pgtest.Main(m, &cluster) }
+// TestMain runs the tests in deploy/, the directory whose files they
+// check: the tests live in deploy/tests only to keep the deployment
+// libraries (kustomize, compose-go, the Kubernetes API) in a module of
+// their own, out of the product's go.mod.
+func TestMain(m *testing.M) {
+	if err := os.Chdir(".."); err != nil {
+		fmt.Fprintln(os.Stderr, "deploy tests: entering deploy/:", err)
+		os.Exit(1)
+	}
+	pgtest.Main(m, &cluster)
+}
 
 var update = flag.Bool("update", false, "rewrite the generated deployment files (dashboards ConfigMaps, compose schema) instead of comparing them")
 
-// repo is a path from the repository root; tests run in deploy/.
+// repo is a path from the repository root; TestMain runs the tests in deploy/.
 func repo(parts ...string) string {
 	return filepath.Join(append([]string{".."}, parts...)...)
 }

@@ -405,14 +405,14 @@ func checkDashboardConfigMaps(t *testing.T, cms []corev1.ConfigMap) {
 			case !ok:
 				t.Errorf("ConfigMap %s holds %s, which is not in dashboards/json", cm.Name, key)
 			case content != string(want):
-				t.Errorf("ConfigMap %s: %s differs from dashboards/json/%s: run go test ./deploy -run TestDashboardConfigMaps -update", cm.Name, key, key)
+				t.Errorf("ConfigMap %s: %s differs from dashboards/json/%s: run (cd deploy/tests && go test -run TestDashboardConfigMaps -update)", cm.Name, key, key)
 			}
 			seen[key] = true
 		}
 	}
 	for name := range files {
 		if !seen[name] {
-			t.Errorf("dashboards/json/%s has no ConfigMap: run go test ./deploy -run TestDashboardConfigMaps -update", name)
+			t.Errorf("dashboards/json/%s has no ConfigMap: run (cd deploy/tests && go test -run TestDashboardConfigMaps -update)", name)
 		}
 	}
 }
@@ -428,7 +428,7 @@ func renderDashboardConfigMaps(files map[string][]byte) ([]byte, error) {
 	str := func(v string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: v} }
 	mapping := func(kv ...*yaml.Node) *yaml.Node { return &yaml.Node{Kind: yaml.MappingNode, Content: kv} }
 	var buf bytes.Buffer
-	buf.WriteString("# Generated from dashboards/json by `go test ./deploy -run TestDashboardConfigMaps -update`; do not edit.\n")
+	buf.WriteString("# Generated from dashboards/json by `cd deploy/tests && go test -run TestDashboardConfigMaps -update`; do not edit.\n")
 	buf.WriteString("# One ConfigMap per dashboard for the Grafana sidecar (label grafana_dashboard: \"1\",\n")
 	buf.WriteString("# folder from the grafana_folder annotation, as kube-prometheus-stack configures it).\n")
 	for _, n := range names {
@@ -477,7 +477,7 @@ func TestDashboardConfigMaps(t *testing.T) {
 	}
 	got := readFile(t, path)
 	if !bytes.Equal(got, want) {
-		t.Errorf("%s is not current: run go test ./deploy -run TestDashboardConfigMaps -update", path)
+		t.Errorf("%s is not current: run (cd deploy/tests && go test -run TestDashboardConfigMaps -update)", path)
 	}
 	// Each is under the 1 MiB a ConfigMap may hold.
 	dec := yaml.NewDecoder(bytes.NewReader(got))
