@@ -10,9 +10,12 @@ import (
 // many tenants, and which tenants to call first?
 func adminops(_ Options) *dashboard.DashboardBuilder {
 	checks := func(metric string) string { return sel(metric, inChecks) }
-	// Several pgcapacity replicas may watch the same database: take the
-	// largest count rather than adding them up.
-	perCheck := func(metric string) string { return "max by (check) (" + checks(metric) + ")" }
+	// Several pgcapacity replicas may watch the same database (one
+	// cluster): take their largest count, then add the clusters up, so
+	// "All" clusters is the total.
+	perCheck := func(metric string) string {
+		return "sum by (check) (max by (cluster, check) (" + checks(metric) + "))"
+	}
 
 	b := newDashboard(UIDAdminops, "pgcapacity / Admin operations",
 		"The SigID admin-operations minimums: stale invitations (monthly review), administrators not reviewed this quarter, administrators without MFA, tenants with fewer than two administrators. Every finding is work for a tenant administrator or security operations.",
@@ -21,14 +24,14 @@ func adminops(_ Options) *dashboard.DashboardBuilder {
 
 	b.WithRow(dashboard.NewRowBuilder("Now").Id(1)).
 		WithPanel(newStat(2, "Findings per check",
-			"Offending items per check now (invitations, administrators or tenants). Green only at zero: each check is a minimum, not a budget.",
+			"Offending items per check now (invitations, administrators or tenants), added up over the selected clusters. Green only at zero: each check is a minimum, not a budget.",
 			units.Short).
 			WithTarget(latest("A", perCheck("pgcapacity_adminops_findings"), "{{check}}")).
 			Thresholds(redAt(1)).
 			TextMode(common.BigValueTextModeValueAndName).
 			Span(9).Height(5)).
 		WithPanel(newStat(3, "Tenants affected per check",
-			"Tenants with at least one finding, per check.",
+			"Tenants with at least one finding, per check, added up over the selected clusters.",
 			units.Short).
 			WithTarget(latest("A", perCheck("pgcapacity_adminops_tenants_affected"), "{{check}}")).
 			Thresholds(redAt(1)).
@@ -59,7 +62,7 @@ func adminops(_ Options) *dashboard.DashboardBuilder {
 		WithPanel(newTable(21, "Top offending tenants",
 			"The tenants with the most findings, per check, most first. Only the worst tenants are published (PGCAPACITY_ADMINOPS_TENANT_CAP per check), so this is where to start, not the whole list.",
 			units.Short).
-			WithTarget(rows("A", "sort_desc(topk(25, "+checks("pgcapacity_adminops_tenant_findings")+"))")).
+			WithTarget(rows("A", "sort_desc(topk by (check) (25, "+checks("pgcapacity_adminops_tenant_findings")+"))")).
 			WithTransformation(organize(hiddenColumns,
 				map[string]string{"tenant": "Tenant", "check": "Check", "Value": "Findings"},
 				[]string{"tenant", "check", "Value"})).

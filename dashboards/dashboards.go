@@ -45,11 +45,15 @@ type Options struct {
 	// RunbookURL is the runbook document the alerts link to; each rule's
 	// panels link to #<alert name in lower case>, as the alerts do.
 	RunbookURL string
+	// StatementsInterval is how often the exporter reads
+	// pg_stat_statements: its counters step once per interval, so the
+	// statement panels rate over a window of several intervals.
+	StatementsInterval config.Duration
 }
 
 // OptionsFrom takes the dashboard options from a loaded configuration.
 func OptionsFrom(cfg config.Config) Options {
-	return Options{Thresholds: cfg.Thresholds, RollbackPeriod: cfg.RollbackPeriod, RunbookURL: cfg.RunbookURL}
+	return Options{Thresholds: cfg.Thresholds, RollbackPeriod: cfg.RollbackPeriod, RunbookURL: cfg.RunbookURL, StatementsInterval: cfg.StatementsInterval}
 }
 
 // Build builds every dashboard.

@@ -2,6 +2,10 @@ package dashboards
 
 import (
 	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/common/model"
 
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/grafana/grafana-foundation-sdk/go/units"
@@ -22,8 +26,13 @@ func latency(opts Options) *dashboard.DashboardBuilder {
 	t := opts.Thresholds
 	tables := []string{inSchemas, inTables}
 	phase := func(metric, p string) string { return sel(metric, append(tables, `phase="`+p+`"`)...) }
+	// pg_stat_statements counters step once per statements interval, so
+	// $__rate_interval (four scrapes) often holds no step and shows gaps:
+	// the per-second rate over a fixed window of several collector
+	// intervals instead (increase over the window / its seconds).
+	window, windowSeconds := statementsWindow(opts.StatementsInterval.D())
 	stmt := func(metric string) string {
-		return "sum " + byTableSeries + " (" + rateOf(sel(metric, tables...)) + ")"
+		return "sum " + byTableSeries + " (increase(" + sel(metric, tables...) + "[" + window + "])) / " + windowSeconds
 	}
 
 	b := newDashboard(UIDLatency, "pgcapacity / Tenant query latency",
@@ -78,19 +87,19 @@ func latency(opts Options) *dashboard.DashboardBuilder {
 
 	b.WithRow(dashboard.NewRowBuilder("pg_stat_statements per table").Id(20)).
 		WithPanel(newTimeseries(21, "Execution time per call",
-			"Mean execution time of the statements touching each table, from pg_stat_statements: real application traffic, not the probe.",
+			fmt.Sprintf("Mean execution time of the statements touching each table, from pg_stat_statements, over %s: real application traffic, not the probe. 0 while the table has no calls.", window),
 			units.Seconds).
-			WithTarget(series("A", stmt(stmtExecTime)+" / "+stmt(stmtCalls), "{{schema}}.{{table}}")).
+			WithTarget(series("A", perOrZero(stmt(stmtExecTime), stmt(stmtCalls)), "{{schema}}.{{table}}")).
 			Span(8).Height(8)).
 		WithPanel(newTimeseries(22, "Planning time per call",
 			"Mean planning time of the statements touching each table (pg_stat_statements.track_planning must be on). It grows with the number of partitions a plan has to consider.",
 			units.Seconds).
-			WithTarget(series("A", stmt(stmtPlanTime)+" / "+stmt(stmtCalls), "{{schema}}.{{table}}")).
+			WithTarget(series("A", perOrZero(stmt(stmtPlanTime), stmt(stmtCalls)), "{{schema}}.{{table}}")).
 			Span(8).Height(8)).
 		WithPanel(newTimeseries(23, "Planning share of statement time",
 			fmt.Sprintf("Planning / (planning + execution) of the statements touching each table. The red dashed line is rule 6's share (%s).", percent(t.PlanningShare)),
 			units.PercentUnit).
-			WithTarget(series("A", stmt(stmtPlanTime)+" / ("+stmt(stmtPlanTime)+" + "+stmt(stmtExecTime)+")", "{{schema}}.{{table}}")).
+			WithTarget(series("A", perOrZero(stmt(stmtPlanTime), "("+stmt(stmtPlanTime)+" + "+stmt(stmtExecTime)+")"), "{{schema}}.{{table}}")).
 			Thresholds(redAt(t.PlanningShare)).
 			ThresholdsStyle(dashedLine()).
 			Span(8).Height(8)).
@@ -102,17 +111,34 @@ func latency(opts Options) *dashboard.DashboardBuilder {
 			Mappings(availableMappings()).
 			Span(4).Height(8)).
 		WithPanel(newTimeseries(24, "Calls per second",
-			"Statements per second touching each table: read latency changes against the load.",
+			fmt.Sprintf("Statements per second touching each table, over %s: read latency changes against the load.", window),
 			units.OpsPerSecond).
 			WithTarget(series("A", stmt(stmtCalls), "{{schema}}.{{table}}")).
 			Span(10).Height(8)).
 		WithPanel(newTimeseries(25, "Time spent per second",
-			"Seconds of planning and execution per second of wall time, per table: how much of the server the table's statements use.",
-			units.Seconds).
+			fmt.Sprintf("Seconds of planning and execution per second of wall time, per table, over %s: how many backends the table's statements keep busy on average (1 = one backend all the time).", window),
+			unitSecondsPerSecond).
 			WithTarget(series("A", stmt(stmtExecTime), "{{schema}}.{{table}} execution")).
 			WithTarget(series("B", stmt(stmtPlanTime), "{{schema}}.{{table}} planning")).
 			Span(10).Height(8))
 	return b
+}
+
+// unitSecondsPerSecond is time spent per second of wall time: a rate, not
+// a duration (Grafana's "s" would print it as one).
+const unitSecondsPerSecond = "suffix: s/s"
+
+// statementsWindow is the rate window of the pg_stat_statements panels:
+// five statements intervals, so every window holds at least four steps of
+// the counters, and at least five minutes.
+func statementsWindow(interval time.Duration) (window, seconds string) {
+	w := max(5*interval, 5*time.Minute)
+	return model.Duration(w).String(), strconv.FormatFloat(w.Seconds(), 'f', -1, 64)
+}
+
+// perOrZero is num / den, 0 where den is 0 (an idle table) rather than NaN.
+func perOrZero(num, den string) string {
+	return "(" + num + " / (" + den + " > 0)) or (" + den + " * 0)"
 }
 
 // availableMappings names whether pg_stat_statements can be read.

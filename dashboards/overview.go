@@ -42,9 +42,9 @@ func overview(opts Options) *dashboard.DashboardBuilder {
 
 	b.WithRow(dashboard.NewRowBuilder("Server").Id(1)).
 		WithPanel(newStat(2, "Exporter up",
-			"1 when pgcapacity reached PostgreSQL in its last sampling round. At 0 every other panel shows stale or no data.",
+			"Up when Prometheus scrapes pgcapacity and pgcapacity reached PostgreSQL in its last sampling round. Down when either fails: every other panel then shows stale or no data.",
 			units.NoUnit).
-			WithTarget(latest("A", sel("pgcapacity_up"), "{{instance}}")).
+			WithTarget(latest("A", exporterUp(), "{{instance}}")).
 			Thresholds(greenAt(1)).
 			Mappings(upMappings()).
 			Span(3).Height(6)).
@@ -158,6 +158,17 @@ func regressionExpr(table []string) string {
 
 func tableLinks() []cog.Builder[dashboard.DashboardLink] {
 	return []cog.Builder[dashboard.DashboardLink]{link("Table detail: $table", detailURL)}
+}
+
+// exporterUp is pgcapacity_up, or Prometheus' own up (0) where the
+// scrape fails and pgcapacity_up is gone: an exporter that cannot be
+// scraped is down, not "No data". up is kept to the targets that published
+// pgcapacity_up in the last day, since "All" jobs also match other exporters.
+func exporterUp() string {
+	on := "on (" + byTarget + ")"
+	return "min by (" + byTarget + ") (" + sel("pgcapacity_up") + ") or " + on +
+		" (min by (" + byTarget + ") (" + sel("up") + ") and " + on +
+		" group by (" + byTarget + ") (present_over_time(" + sel("pgcapacity_up") + "[1d])))"
 }
 
 // upMappings names the exporter's two states.

@@ -20,6 +20,11 @@ func tableDetail(opts Options) *dashboard.DashboardBuilder {
 	part := func(metric string) string { return sel(metric, tbl...) }
 	// Joins of a partition's series with its table's.
 	const byTable = "on (" + byTarget + ", schema, table)"
+	// A merged table joins its queries' rows on equal labels: each query
+	// keeps exactly a partition's (no __name__, nothing else).
+	perPartition := func(metric string) string {
+		return "max by (" + byTarget + ", schema, table, partition) (" + part(metric) + ")"
+	}
 
 	b := newDashboard(UIDTable, "pgcapacity / Table detail",
 		"One hash-partitioned table partition by partition: which partitions hold the rows, which carry dead rows past their autovacuum trigger, how large they are and how old their oldest transaction ids are.",
@@ -94,14 +99,14 @@ func tableDetail(opts Options) *dashboard.DashboardBuilder {
 		WithPanel(newTable(24, "Partitions: dead rows against the autovacuum trigger",
 			"One row per partition, worst vacuum lag first: live and dead rows, the autovacuum trigger in rows, vacuum lag, the last vacuum and analyze, and the oldest transaction-id age.",
 			units.Short).
-			WithTarget(rows("A", part("pgcapacity_partition_live_rows"))).
-			WithTarget(rows("B", part("pgcapacity_partition_dead_rows"))).
-			WithTarget(rows("C", part("pgcapacity_partition_autovacuum_threshold_rows"))).
-			WithTarget(rows("D", part("pgcapacity_partition_vacuum_lag_seconds"))).
+			WithTarget(rows("A", perPartition("pgcapacity_partition_live_rows"))).
+			WithTarget(rows("B", perPartition("pgcapacity_partition_dead_rows"))).
+			WithTarget(rows("C", perPartition("pgcapacity_partition_autovacuum_threshold_rows"))).
+			WithTarget(rows("D", perPartition("pgcapacity_partition_vacuum_lag_seconds"))).
 			// Grafana's date units take milliseconds; 0 (never) is left out and shows empty.
-			WithTarget(rows("E", "("+part("pgcapacity_partition_last_vacuum_timestamp_seconds")+" > 0) * 1000")).
-			WithTarget(rows("F", "("+part("pgcapacity_partition_last_analyze_timestamp_seconds")+" > 0) * 1000")).
-			WithTarget(rows("G", part("pgcapacity_partition_xid_age"))).
+			WithTarget(rows("E", "("+perPartition("pgcapacity_partition_last_vacuum_timestamp_seconds")+" > 0) * 1000")).
+			WithTarget(rows("F", "("+perPartition("pgcapacity_partition_last_analyze_timestamp_seconds")+" > 0) * 1000")).
+			WithTarget(rows("G", perPartition("pgcapacity_partition_xid_age"))).
 			WithTransformation(merge()).
 			WithTransformation(organize(append(hiddenColumns, "schema", "table"),
 				map[string]string{

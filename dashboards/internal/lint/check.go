@@ -2,6 +2,7 @@ package lint
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -141,6 +142,9 @@ func checkPanel(p Panel, where string, add func(where, format string, args ...an
 	if len(p.Targets) == 0 {
 		add(where, "panel-targets: the panel has no query")
 	}
+	if p.Merges() {
+		checkMergedTargets(p.Targets, where, add)
+	}
 	refIDs := map[string]bool{}
 	for _, t := range p.Targets {
 		if t.RefID == "" {
@@ -159,6 +163,31 @@ func checkPanel(p Panel, where string, add func(where, format string, args ...an
 		}
 		for _, problem := range exprProblems(e, TargetVariables()) {
 			add(where, "query %s: %s", t.RefID, problem)
+		}
+	}
+}
+
+// checkMergedTargets holds a merged table's queries to one label set:
+// Grafana's merge joins only rows whose labels agree, so a query that
+// keeps __name__ or another label set splits each row into sparse ones.
+// Each query must be an aggregation by the same labels.
+func checkMergedTargets(targets []Target, where string, add func(where, format string, args ...any)) {
+	var first []string
+	var firstRef string
+	for _, t := range targets {
+		e, err := Parse(t.Expr)
+		if err != nil {
+			continue // reported with the query
+		}
+		by, ok := JoinLabels(e)
+		if !ok {
+			add(where, "merged-table: query %s must aggregate by the join labels (sum/max by (...)): other labels, __name__ among them, split the merged rows", t.RefID)
+			continue
+		}
+		if first == nil {
+			first, firstRef = by, t.RefID
+		} else if !slices.Equal(first, by) {
+			add(where, "merged-table: query %s aggregates by %v, query %s by %v: merged rows join on the same labels", t.RefID, by, firstRef, first)
 		}
 	}
 }

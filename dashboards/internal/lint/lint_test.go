@@ -64,6 +64,24 @@ func check(t *testing.T, m map[string]any) []string {
 	return out
 }
 
+func TestCheckAcceptsAMergedTableJoiningOnOneLabelSet(t *testing.T) {
+	m := decodeGood(t)
+	panelAt(m, 1)["transformations"] = []any{map[string]any{"id": "merge"}}
+	targetAt(m, 0)["expr"] = `sort_desc(max by (job, instance) (g{cluster=~"$cluster", job=~"$job", instance=~"$instance"}))`
+	targetAt(m, 1)["expr"] = `(max by (instance, job) (g{cluster=~"$cluster", job=~"$job", instance=~"$instance"}) > 0) * 1000`
+	if problems := check(t, m); len(problems) > 0 {
+		t.Fatalf("problems:\n%s", strings.Join(problems, "\n"))
+	}
+}
+
+func TestCheckAcceptsIncreaseOverAFixedWindow(t *testing.T) {
+	m := decodeGood(t)
+	targetAt(m, 0)["expr"] = `increase(x_total{cluster=~"$cluster", job=~"$job", instance=~"$instance"}[5m]) / 300`
+	if problems := check(t, m); len(problems) > 0 {
+		t.Fatalf("problems:\n%s", strings.Join(problems, "\n"))
+	}
+}
+
 func TestCheckAcceptsAConformingDashboard(t *testing.T) {
 	if problems := check(t, decodeGood(t)); len(problems) > 0 {
 		t.Fatalf("the conforming dashboard has problems:\n%s", strings.Join(problems, "\n"))
@@ -152,6 +170,14 @@ func TestCheckFindsEachBrokenConvention(t *testing.T) {
 		{"counter through deriv", func(m map[string]any) {
 			targetAt(m, 1)["expr"] = `deriv(x_count{cluster=~"$cluster", job=~"$job", instance=~"$instance"}[10m])`
 		}, "target-counter: x_count"},
+		{"merged table keeping __name__", func(m map[string]any) {
+			panelAt(m, 1)["transformations"] = []any{map[string]any{"id": "merge"}}
+		}, "merged-table: query B must aggregate by the join labels"},
+		{"merged table joining on different labels", func(m map[string]any) {
+			panelAt(m, 1)["transformations"] = []any{map[string]any{"id": "merge"}}
+			targetAt(m, 0)["expr"] = `max by (job, instance) (g{cluster=~"$cluster", job=~"$job", instance=~"$instance"})`
+			targetAt(m, 1)["expr"] = `max by (job) (g{cluster=~"$cluster", job=~"$job", instance=~"$instance"}) * 1000`
+		}, "merged-table: query B aggregates by [job]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := decodeGood(t)

@@ -67,7 +67,23 @@ type Panel struct {
 			} `json:"thresholds"`
 		} `json:"defaults"`
 	} `json:"fieldConfig"`
-	Panels []Panel `json:"panels"` // a collapsed row's panels
+	Panels          []Panel          `json:"panels"` // a collapsed row's panels
+	Transformations []Transformation `json:"transformations"`
+}
+
+// Transformation is one step of a panel's data transformations.
+type Transformation struct {
+	ID string `json:"id"`
+}
+
+// Merges reports whether the panel joins its queries into one table.
+func (p Panel) Merges() bool {
+	for _, t := range p.Transformations {
+		if t.ID == "merge" {
+			return true
+		}
+	}
+	return false
 }
 
 // Unit is the panel's default unit.

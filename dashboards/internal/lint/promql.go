@@ -3,6 +3,7 @@ package lint
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -96,8 +97,9 @@ func counterFunction(name string) bool {
 // gaugeRangeFunction names the range functions allowed over gauges, with
 // a fixed range: deriv draws the slope of a gauge that only grows while a
 // migration copies (rows copied), which rate would misread as a counter.
+// present_over_time tells which targets published a series lately.
 func gaugeRangeFunction(name string) bool {
-	return name == "deriv"
+	return name == "deriv" || name == "present_over_time"
 }
 
 // counterName reports series that only make sense as a rate: counters and
@@ -133,6 +135,9 @@ func exprProblems(e parser.Expr, required []string) []string {
 		case *parser.MatrixSelector:
 			fn := parentCall(path)
 			switch {
+			case fn == "increase" && n.Range != rateIntervalRange:
+				// A count over a stated fixed window: what counters that
+				// step once per collector interval need (pg_stat_statements).
 			case fn != "" && counterFunction(fn):
 				if n.Range != rateIntervalRange {
 					out = append(out, fmt.Sprintf("target-rate-interval: %s(%s) must use [$__rate_interval]", fn, n.VectorSelector))
@@ -188,4 +193,40 @@ func hasVariableMatcher(ms []*labels.Matcher, label string, regexOnly bool) bool
 		}
 	}
 	return false
+}
+
+// JoinLabels is the sorted label set an expression's result carries when
+// its outermost operation (past parentheses, sort functions and
+// arithmetic with a number) is an aggregation by labels; ok is false
+// otherwise.
+func JoinLabels(e parser.Expr) ([]string, bool) {
+	for {
+		switch n := e.(type) {
+		case *parser.ParenExpr:
+			e = n.Expr
+		case *parser.Call:
+			if (n.Func.Name != "sort_desc" && n.Func.Name != "sort") || len(n.Args) != 1 {
+				return nil, false
+			}
+			e = n.Args[0]
+		case *parser.BinaryExpr:
+			switch {
+			case n.RHS.Type() == parser.ValueTypeScalar:
+				e = n.LHS
+			case n.LHS.Type() == parser.ValueTypeScalar:
+				e = n.RHS
+			default:
+				return nil, false
+			}
+		case *parser.AggregateExpr:
+			if n.Without || len(n.Grouping) == 0 {
+				return nil, false
+			}
+			by := slices.Clone(n.Grouping)
+			slices.Sort(by)
+			return by, true
+		default:
+			return nil, false
+		}
+	}
 }
