@@ -15,11 +15,11 @@ import (
 func runRules(_ context.Context, env *environment, args []string) (int, error) {
 	flags := flag.NewFlagSet("rules", flag.ContinueOnError)
 	flags.SetOutput(env.stderr)
-	format := flags.String("format", "prometheus", "prometheus (a rule file) or kubernetes (a PrometheusRule manifest)")
-	name := flags.String("name", "pgcapacity", "metadata.name of the PrometheusRule (with --format kubernetes)")
+	format := flags.String("format", "prometheus", "prometheus (a rule file), kubernetes (a PrometheusRule manifest), thanos (a Thanos Ruler file) or mimir (a mimirtool file, groups within Mimir's limits)")
+	name := flags.String("name", "pgcapacity", "metadata.name of the PrometheusRule (kubernetes) or the rule namespace (mimir)")
 	out := flags.String("o", "", "write to this file instead of standard output")
 	flags.Usage = func() {
-		fmt.Fprintln(env.stderr, "usage: pgcapacity rules [--format prometheus|kubernetes] [--name NAME] [-o FILE]")
+		fmt.Fprintln(env.stderr, "usage: pgcapacity rules [--format prometheus|kubernetes|thanos|mimir] [--name NAME] [-o FILE]")
 		fmt.Fprintln(env.stderr, "prints the alert and recording rules; thresholds come from the PGCAPACITY_* settings (pgcapacity help).")
 		flags.PrintDefaults()
 	}
@@ -36,15 +36,7 @@ func runRules(_ context.Context, env *environment, args []string) (int, error) {
 	if err != nil {
 		return exitError, err
 	}
-	var text []byte
-	switch *format {
-	case "prometheus":
-		text, err = file.YAML()
-	case "kubernetes":
-		text, err = file.PrometheusRule(*name)
-	default:
-		return exitError, fmt.Errorf("--format %q is not a format: use prometheus or kubernetes", *format)
-	}
+	text, err := file.Render(*format, *name)
 	if err != nil {
 		return exitError, err
 	}
