@@ -197,7 +197,7 @@ func (s *Snapshot) Text() ([]byte, error) {
 
 // ServeHTTP writes the snapshot in the format and encoding the scraper asks for.
 func (s *Snapshot) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	format := expfmt.Negotiate(r.Header)
+	format := expfmt.NegotiateAccept(r.Header, expfmt.DefaultAcceptedFormats()...)
 	body, contentType := s.textGzip, textFormat
 	if format.FormatType() == expfmt.TypeProtoDelim {
 		body, contentType = s.protoGzip, protoFormat

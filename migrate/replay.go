@@ -15,15 +15,9 @@ var errReplayCheck = errors.New("replay check failed")
 // maxReplayBatch bounds one replay transaction.
 const maxReplayBatch = 50000
 
-// replayBatch consumes up to limit log entries inside tx and resynchronises
-// their keys from the live table into the shadow table.
-func replayBatch(ctx context.Context, tx db, st replayStatements, limit int) (int64, error) {
-	n, _, err := replayBatchKeys(ctx, tx, st, limit)
-	return n, err
-}
-
-// replayBatchKeys is replayBatch that also returns the keys it
-// resynchronised, as a JSON array of key objects.
+// replayBatchKeys consumes up to limit log entries inside tx, resynchronises
+// their keys from the live table into the shadow table and returns those
+// keys, as a JSON array of key objects.
 func replayBatchKeys(ctx context.Context, tx db, st replayStatements, limit int) (int64, []byte, error) {
 	var consumed int64
 	var keys []byte

@@ -426,9 +426,8 @@ func (m *Migrator) copyPartition(ctx context.Context, id int64, t *Table, n name
 		perBlock = max(1, p.Tuples/float64(p.Pages))
 	}
 	step := max(int64(1), int64(float64(opts.BatchSize)/perBlock))
-	source := qi(t.Schema, p.SourceName)
-	var err error
-	if source, err = relName(ctx, m.pool, p.SourceOID); err != nil {
+	source, err := relName(ctx, m.pool, p.SourceOID)
+	if err != nil {
 		return err
 	}
 	plain, onConflict, count := copyBatchSQL(t, n, source)
