@@ -454,3 +454,32 @@ func TestLockedPartitionDoesNotStallRounds(t *testing.T) {
 		}
 	}
 }
+
+// A fresh process (an exporter restart, or check) sees a partition already
+// above its trigger: the lag starts from the database's bound, not 0.
+func TestVacuumLagSurvivesARestart(t *testing.T) {
+	f := newFixture(t, hashTable("held", 1)...)
+	f.exec(`ALTER TABLE held_p0 SET (autovacuum_enabled = false, autovacuum_vacuum_threshold = 50, autovacuum_vacuum_scale_factor = 0.2)`)
+	f.exec(`INSERT INTO held SELECT gen_random_uuid(), g, 'x' FROM generate_series(1, 2000) g`)
+	f.exec(`VACUUM ANALYZE held`)
+	time.Sleep(2 * time.Second) // last_vacuum stands in the past
+	f.exec(`DELETE FROM held`)
+	var before collector.Partition
+	waitFor(t, "dead rows to reach the statistics", func() bool {
+		f.exec("SELECT 1")
+		_, tables := f.stats(collector.Selection{})
+		before = tables["public.held"].Partitions[0]
+		return before.DeadRows > before.VacuumThreshold
+	})
+	// Restarted exporter: a new collector without the previous crossing.
+	srv, tables := f.stats(collector.Selection{})
+	p := tables["public.held"].Partitions[0]
+	bound := time.Duration(float64(srv.Now.Sub(p.LastVacuum)) * (p.DeadRows - p.VacuumThreshold) / p.DeadRows)
+	if p.LastVacuum.IsZero() || p.VacuumLag <= 0 || p.VacuumLag < bound-time.Millisecond {
+		t.Fatalf("lag after restart %v, documented bound %v (last vacuum %v, dead %v, trigger %v)",
+			p.VacuumLag, bound, p.LastVacuum, p.DeadRows, p.VacuumThreshold)
+	}
+	if a := collector.Aggregate(tables["public.held"].Partitions); a.VacuumLag != p.VacuumLag {
+		t.Errorf("table lag %v, partition lag %v", a.VacuumLag, p.VacuumLag)
+	}
+}

@@ -9,6 +9,7 @@ import (
 type Server struct {
 	Now                time.Time
 	VersionNum         int
+	InRecovery         bool // a standby: live rows from reltuples, no vacuum or analyze lag
 	SharedBuffersBytes float64
 	FreezeMaxAge       float64
 	VacuumThreshold    float64

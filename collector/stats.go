@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/sigid/pgcapacity/internal/config"
+	"github.com/sigid/pgcapacity/internal/playbook/vacuumlag"
 )
 
 // partitionTreeCTE lists every top-level partitioned table (root) with all
@@ -58,7 +59,8 @@ SELECT pg_catalog.pg_size_bytes(current_setting('shared_buffers'))::float8,
        current_setting('autovacuum_analyze_scale_factor')::float8,
        current_setting('autovacuum_vacuum_max_threshold', true),
        current_setting('server_version_num')::int,
-       now()`
+       now(),
+       pg_catalog.pg_is_in_recovery()`
 
 // statsSQL reads one row per root and leaf partition. Statistics come from
 // the pg_stat_get_* functions by OID (what pg_stat_user_tables wraps), which
@@ -140,7 +142,7 @@ func (s *Stats) Sample(ctx context.Context, db *pgxpool.Pool) (Server, []Table, 
 	var maxThreshold *string
 	batch.Queue(settingsSQL).QueryRow(func(row pgx.Row) error {
 		if err := row.Scan(&srv.SharedBuffersBytes, &srv.FreezeMaxAge, &srv.VacuumThreshold, &srv.VacuumScaleFactor,
-			&srv.AnalyzeThreshold, &srv.AnalyzeScaleFactor, &maxThreshold, &srv.VersionNum, &srv.Now); err != nil {
+			&srv.AnalyzeThreshold, &srv.AnalyzeScaleFactor, &maxThreshold, &srv.VersionNum, &srv.Now, &srv.InRecovery); err != nil {
 			return err
 		}
 		srv.VacuumMaxThreshold = -1
@@ -160,7 +162,7 @@ func (s *Stats) Sample(ctx context.Context, db *pgxpool.Pool) (Server, []Table, 
 	if err := db.SendBatch(ctx, &batch).Close(); err != nil {
 		return srv, nil, fmt.Errorf("reading partition statistics: %w", err)
 	}
-	s.applyLag(srv.Now, tables)
+	s.applyLag(srv.Now, srv.InRecovery, tables)
 	return srv, tables, nil
 }
 
@@ -196,6 +198,11 @@ func (s *Stats) scanTables(rows pgx.Rows, srv *Server) ([]Table, error) {
 		}
 		p.OID = *oid
 		p.Name = partitionLabel(schema, leafSchema, leafName)
+		if srv.InRecovery {
+			// n_live_tup is not replicated; reltuples is, as of the
+			// primary's last VACUUM or ANALYZE.
+			p.LiveRows = max(p.Reltuples, 0)
+		}
 		if lastVacuum != nil {
 			p.LastVacuum = *lastVacuum
 		}
@@ -243,41 +250,30 @@ func setThresholds(p *Partition, srv Server, opts map[string]string) {
 	p.AutovacuumOff = opts["autovacuum_enabled"] == "false" || opts["autovacuum_enabled"] == "off"
 }
 
-// applyLag computes vacuum and analyze lag from state kept across rounds.
-// The crossing of a trigger cannot be read from the catalogs, so it is the
-// first round that sees the partition above it (or its last vacuum, when a
-// vacuum ran and left it above): lag never overstates, and restarts at 0
-// when the exporter restarts.
-func (s *Stats) applyLag(now time.Time, tables []Table) {
+// applyLag computes vacuum and analyze lag (vacuumlag.Since, the one
+// definition) from the crossings kept across rounds. A standby runs no
+// autovacuum: it has no lag, and forgets the crossings so a promoted
+// standby starts from the database's own bound.
+func (s *Stats) applyLag(now time.Time, inRecovery bool, tables []Table) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	seen := make(map[uint32]lagState, len(s.lags))
+	if inRecovery {
+		s.lags = seen
+		return
+	}
 	for ti := range tables {
 		for pi := range tables[ti].Partitions {
 			p := &tables[ti].Partitions[pi]
 			st := s.lags[p.OID]
-			st.vacuumSince, p.VacuumLag = lagSince(st.vacuumSince, p.DeadRows > p.VacuumThreshold, p.LastVacuum, now)
-			st.analyzeSince, p.AnalyzeLag = lagSince(st.analyzeSince, p.ModSinceAnalyze > p.AnalyzeThreshold, p.LastAnalyze, now)
+			st.vacuumSince, p.VacuumLag = vacuumlag.Since(vacuumlag.Observation{
+				DeadRows: p.DeadRows, Trigger: p.VacuumThreshold, LastVacuum: p.LastVacuum, Now: now}, st.vacuumSince)
+			st.analyzeSince, p.AnalyzeLag = vacuumlag.Since(vacuumlag.Observation{
+				DeadRows: p.ModSinceAnalyze, Trigger: p.AnalyzeThreshold, LastVacuum: p.LastAnalyze, Now: now}, st.analyzeSince)
 			seen[p.OID] = st
 		}
 	}
 	s.lags = seen
-}
-
-func lagSince(since time.Time, above bool, lastRun, now time.Time) (time.Time, time.Duration) {
-	if !above {
-		return time.Time{}, 0
-	}
-	switch {
-	case since.IsZero():
-		since = now
-	case lastRun.After(since):
-		since = lastRun
-	}
-	if since.After(now) {
-		since = now
-	}
-	return since, now.Sub(since)
 }
 
 // partitionLabel names a partition; schema-qualified only when it lives in

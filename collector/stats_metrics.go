@@ -26,6 +26,7 @@ func newDesc(name, help string, labels []string) *prometheus.Desc {
 var (
 	descSharedBuffers   = newDesc("shared_buffers_bytes", "The server's shared_buffers in bytes.", nil)
 	descFreezeMaxAge    = newDesc("autovacuum_freeze_max_age", "The server's autovacuum_freeze_max_age.", nil)
+	descInRecovery      = newDesc("in_recovery", "1 on a standby (pg_is_in_recovery()): live rows come from reltuples, vacuum and analyze lag are not published.", nil)
 	descTableInfo       = newDesc("table_info", "A watched partitioned table; value 1.", []string{"schema", "table", "strategy", "partition_key", "hot"})
 	descTablePartitions = newDesc("table_partitions", "Leaf partitions of the table.", tableLabels)
 	descTableLiveRows   = newDesc("table_live_rows", "Live rows of the table, all partitions.", tableLabels)
@@ -37,7 +38,7 @@ var (
 	descTableAnalyzeLag = newDesc("table_analyze_lag_seconds", "Worst partition's time with modified rows above its own autoanalyze trigger and no analyze.", tableLabels)
 	descTableXIDAge     = newDesc("table_xid_age_max", "Oldest relfrozenxid age among the table's partitions (and their TOAST tables).", tableLabels)
 
-	descPartLive          = newDesc("partition_live_rows", "Live rows of the partition (pg_stat_user_tables.n_live_tup).", partitionLabels)
+	descPartLive          = newDesc("partition_live_rows", "Live rows of the partition (pg_stat_user_tables.n_live_tup; reltuples on a standby).", partitionLabels)
 	descPartDead          = newDesc("partition_dead_rows", "Dead rows of the partition (pg_stat_user_tables.n_dead_tup).", partitionLabels)
 	descPartThreshold     = newDesc("partition_autovacuum_threshold_rows", "Dead rows that trigger autovacuum of this partition: threshold + scale_factor × reltuples, reloptions respected.", partitionLabels)
 	descPartLastVacuum    = newDesc("partition_last_vacuum_timestamp_seconds", "Last vacuum or autovacuum of the partition; 0 when never.", partitionLabels)
@@ -61,6 +62,7 @@ func (s *Stats) metrics(srv Server, tables []Table) []prometheus.Metric {
 	var out metricList
 	out.add(descSharedBuffers, srv.SharedBuffersBytes)
 	out.add(descFreezeMaxAge, srv.FreezeMaxAge)
+	out.add(descInRecovery, boolFloat(srv.InRecovery))
 	partitions := 0
 	for _, t := range tables {
 		partitions += len(t.Partitions)
@@ -80,8 +82,10 @@ func (s *Stats) metrics(srv Server, tables []Table) []prometheus.Metric {
 		if a.HasSkew {
 			out.add(descSkew, a.Skew, t.Schema, t.Name)
 		}
-		out.add(descTableVacuumLag, a.VacuumLag.Seconds(), t.Schema, t.Name)
-		out.add(descTableAnalyzeLag, a.AnalyzeLag.Seconds(), t.Schema, t.Name)
+		if !srv.InRecovery {
+			out.add(descTableVacuumLag, a.VacuumLag.Seconds(), t.Schema, t.Name)
+			out.add(descTableAnalyzeLag, a.AnalyzeLag.Seconds(), t.Schema, t.Name)
+		}
 		out.add(descTableXIDAge, a.XIDAgeMax, t.Schema, t.Name)
 		shown := shownPartitions(mode, len(t.Partitions), s.detail.TopK, worstStatsSignals(t.Partitions)...)
 		for i, p := range t.Partitions {
@@ -94,8 +98,10 @@ func (s *Stats) metrics(srv Server, tables []Table) []prometheus.Metric {
 			out.addShared(descPartThreshold, p.VacuumThreshold, l)
 			out.addShared(descPartLastVacuum, unixSeconds(p.LastVacuum), l)
 			out.addShared(descPartLastAnalyze, unixSeconds(p.LastAnalyze), l)
-			out.addShared(descPartVacuumLag, p.VacuumLag.Seconds(), l)
-			out.addShared(descPartAnalyzeLag, p.AnalyzeLag.Seconds(), l)
+			if !srv.InRecovery {
+				out.addShared(descPartVacuumLag, p.VacuumLag.Seconds(), l)
+				out.addShared(descPartAnalyzeLag, p.AnalyzeLag.Seconds(), l)
+			}
 			out.addShared(descPartXIDAge, p.XIDAge, l)
 			out.addShared(descPartAutovacuumOff, boolFloat(p.AutovacuumOff), l)
 		}
