@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/kelseyhightower/envconfig"
+	"github.com/sigid/pgcapacity/internal/dbpool"
 )
 
 // Prefix is the environment variable prefix of every setting.
@@ -162,6 +164,19 @@ func (c Config) Validate() error {
 			return &Error{Prefix + "_" + p.name, "must be greater than zero, with a unit such as 15s, 5m or 7d"}
 		}
 	}
+	limits := []struct {
+		name  string
+		value Duration
+		max   time.Duration
+	}{
+		{"QUERY_TIMEOUT", c.QueryTimeout, dbpool.MaxStatementTimeout},
+		{"LOCK_TIMEOUT", c.LockTimeout, dbpool.MaxLockTimeout},
+	}
+	for _, l := range limits {
+		if l.value.D() > l.max {
+			return &Error{Prefix + "_" + l.name, fmt.Sprintf("%v is more than PostgreSQL accepts: use at most %v", l.value, l.max.Truncate(time.Second))}
+		}
+	}
 	ratios := []struct {
 		name     string
 		value    float64
@@ -234,8 +249,7 @@ func (c Config) Validate() error {
 	}
 	if c.DatabaseURL != "" {
 		if _, err := pgxpool.ParseConfig(c.DatabaseURL); err != nil {
-			// pgx redacts the password in its parse errors.
-			return &Error{Prefix + "_DATABASE_URL", "cannot be parsed: " + unwrapAll(err)}
+			return &Error{Prefix + "_DATABASE_URL", "cannot be used: " + dbpool.DescribeParseError(err)}
 		}
 	}
 	return nil

@@ -37,7 +37,15 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"PGCAPACITY_HOT_TABLES", "session,,referral", "empty entry"},
 		{"PGCAPACITY_TABLES", "[", "not a valid glob"},
 		{"PGCAPACITY_LOG_FORMAT", "xml", "text or json"},
-		{"PGCAPACITY_DATABASE_URL", "postgres://u:topsecret@host:notaport/db", "cannot be parsed"},
+		{"PGCAPACITY_DATABASE_URL", "postgres://u:topsecret@host:notaport/db", "cannot be used: invalid port"},
+		// The parameter and the file are named, the password never.
+		{"PGCAPACITY_DATABASE_URL", "postgres://u:topsecret@host/db?connect_timeout=x", "invalid connect_timeout"},
+		{"PGCAPACITY_DATABASE_URL", "postgres://u:topsecret@host/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem", "/nonexistent/ca.pem"},
+		// PostgreSQL takes int milliseconds; the statement timeout is doubled
+		// for idle_in_transaction_session_timeout.
+		{"PGCAPACITY_QUERY_TIMEOUT", "30d", "more than PostgreSQL accepts"},
+		{"PGCAPACITY_QUERY_TIMEOUT", "13d", "more than PostgreSQL accepts"},
+		{"PGCAPACITY_LOCK_TIMEOUT", "30d", "more than PostgreSQL accepts"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.variable+"="+tc.value, func(t *testing.T) {

@@ -4,12 +4,52 @@
 package dbpool
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
+
+// PostgreSQL's timeout settings are int milliseconds; a larger value makes
+// every connection fail at startup.
+const (
+	// MaxLockTimeout is the largest lock_timeout the server accepts.
+	MaxLockTimeout = time.Duration(math.MaxInt32) * time.Millisecond
+	// idleInTransactionFactor: a sampling transaction idle for this many
+	// statement timeouts has been abandoned.
+	idleInTransactionFactor = 2
+	// MaxStatementTimeout is the largest statement timeout whose derived
+	// idle_in_transaction_session_timeout the server still accepts.
+	MaxStatementTimeout = time.Duration(math.MaxInt32/idleInTransactionFactor) * time.Millisecond
+)
+
+// millis renders d as a PostgreSQL millisecond setting, rounding up: a
+// sub-millisecond timeout truncated to 0 would mean no timeout at all.
+func millis(d time.Duration) string {
+	ms := d.Milliseconds()
+	if d > time.Duration(ms)*time.Millisecond {
+		ms++
+	}
+	return strconv.FormatInt(ms, 10)
+}
+
+// DescribeParseError says what is wrong with a connection string: the
+// parameter or the file, never the string itself (which holds the password).
+func DescribeParseError(err error) string {
+	var pe *pgconn.ParseConfigError
+	if errors.As(err, &pe) {
+		// Its message quotes the (redacted) string before the reason.
+		if _, reason, ok := strings.Cut(pe.Error(), "`: "); ok {
+			return reason
+		}
+	}
+	return err.Error()
+}
 
 // Options for the sampling pool.
 type Options struct {
@@ -24,8 +64,7 @@ type Options struct {
 func Config(url string, o Options) (*pgxpool.Config, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		// pgx redacts the password in its parse errors.
-		return nil, fmt.Errorf("parsing the connection string: %w", err)
+		return nil, fmt.Errorf("parsing the connection string: %s", DescribeParseError(err))
 	}
 	if o.MaxConns <= 0 {
 		o.MaxConns = 2
@@ -44,11 +83,11 @@ func Config(url string, o Options) (*pgxpool.Config, error) {
 	params["application_name"] = o.ApplicationName
 	params["default_transaction_read_only"] = "on"
 	if o.StatementTimeout > 0 {
-		params["statement_timeout"] = strconv.FormatInt(o.StatementTimeout.Milliseconds(), 10)
-		params["idle_in_transaction_session_timeout"] = strconv.FormatInt(2*o.StatementTimeout.Milliseconds(), 10)
+		params["statement_timeout"] = millis(o.StatementTimeout)
+		params["idle_in_transaction_session_timeout"] = millis(idleInTransactionFactor * o.StatementTimeout)
 	}
 	if o.LockTimeout > 0 {
-		params["lock_timeout"] = strconv.FormatInt(o.LockTimeout.Milliseconds(), 10)
+		params["lock_timeout"] = millis(o.LockTimeout)
 	}
 	return cfg, nil
 }
