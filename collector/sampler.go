@@ -233,17 +233,25 @@ func staleAfter(interval, timeout time.Duration) time.Duration {
 // unreachable tells a database that could not be reached (or is shutting
 // down) from one that answered with an error.
 func unreachable(err error) bool {
+	// Anything that failed while connecting, whatever the server said
+	// (28P01 wrong password, 28000 unknown role, 3D000 unknown database,
+	// 53300 too many connections), means no usable connection.
+	var connectErr *pgconn.ConnectError
+	if errors.As(err, &connectErr) {
+		return true
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code[:2] {
 		case "08", "57": // connection exception, operator intervention (shutdown)
 			return pgErr.Code != "57014" // query_canceled: the server answered
+		case "28", "3D": // authorization, unknown database: reported outside a ConnectError too
+			return true
 		}
 		return false
 	}
-	var connectErr *pgconn.ConnectError
 	var netErr net.Error
-	return errors.As(err, &connectErr) || errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded) || pgconn.SafeToRetry(err) || isClosed(err)
+	return errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded) || pgconn.SafeToRetry(err) || isClosed(err)
 }
 
 func isClosed(err error) bool {

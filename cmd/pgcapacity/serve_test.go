@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -136,5 +137,40 @@ func TestServeRefusesAnAdminopsQueryThatDoesNotFit(t *testing.T) {
 	code := run([]string{"serve"}, &stdout, &stderr)
 	if code != exitError || !strings.Contains(stderr.String(), "admins_without_mfa") {
 		t.Errorf("exit %d, stderr:\n%s", code, stderr.String())
+	}
+}
+
+// A server that answers but refuses the session (unknown role, unknown
+// database; a wrong password takes the same path) is no usable connection:
+// pgcapacity_up is 0, as the alert and the runbook say.
+func TestServeUpIsZeroWhenTheSessionIsRefused(t *testing.T) {
+	good, err := url.Parse(newDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		mutate func(u *url.URL)
+	}{
+		{"unknown role (28000)", func(u *url.URL) { u.User = url.User("no_such_role") }},
+		{"unknown database (3D000)", func(u *url.URL) { u.Path = "/no_such_database" }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			u := *good
+			tc.mutate(&u)
+			addr, stop := serveInProcess(t, testConfig(t, u.String()))
+			defer stop()
+			// A round has run once it took time: the gauges start at 0.
+			eventually(t, "a first stats round", 30*time.Second, func() bool {
+				_, body := scrape(t, addr)
+				v, ok := metricValue(body, `pgcapacity_collector_duration_seconds{collector="stats"}`)
+				return ok && v != "0"
+			})
+			_, body := scrape(t, addr)
+			if up, _ := metricValue(body, "pgcapacity_up"); up != "0" {
+				t.Errorf("pgcapacity_up %q with the session refused, want 0", up)
+			}
+		})
 	}
 }
