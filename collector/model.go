@@ -9,7 +9,8 @@ import (
 type Server struct {
 	Now                time.Time
 	VersionNum         int
-	InRecovery         bool // a standby: live rows from reltuples, no vacuum or analyze lag
+	StartedAt          time.Time // pg_postmaster_start_time(): lag's bound for never-vacuumed partitions
+	InRecovery         bool      // a standby: live rows from reltuples, no vacuum or analyze lag
 	SharedBuffersBytes float64
 	FreezeMaxAge       float64
 	VacuumThreshold    float64

@@ -60,7 +60,8 @@ SELECT pg_catalog.pg_size_bytes(current_setting('shared_buffers'))::float8,
        current_setting('autovacuum_vacuum_max_threshold', true),
        current_setting('server_version_num')::int,
        now(),
-       pg_catalog.pg_is_in_recovery()`
+       pg_catalog.pg_is_in_recovery(),
+       pg_catalog.pg_postmaster_start_time()`
 
 // statsSQL reads one row per root and leaf partition. Statistics come from
 // the pg_stat_get_* functions by OID (what pg_stat_user_tables wraps), which
@@ -142,7 +143,7 @@ func (s *Stats) Sample(ctx context.Context, db *pgxpool.Pool) (Server, []Table, 
 	var maxThreshold *string
 	batch.Queue(settingsSQL).QueryRow(func(row pgx.Row) error {
 		if err := row.Scan(&srv.SharedBuffersBytes, &srv.FreezeMaxAge, &srv.VacuumThreshold, &srv.VacuumScaleFactor,
-			&srv.AnalyzeThreshold, &srv.AnalyzeScaleFactor, &maxThreshold, &srv.VersionNum, &srv.Now, &srv.InRecovery); err != nil {
+			&srv.AnalyzeThreshold, &srv.AnalyzeScaleFactor, &maxThreshold, &srv.VersionNum, &srv.Now, &srv.InRecovery, &srv.StartedAt); err != nil {
 			return err
 		}
 		srv.VacuumMaxThreshold = -1
@@ -162,7 +163,7 @@ func (s *Stats) Sample(ctx context.Context, db *pgxpool.Pool) (Server, []Table, 
 	if err := db.SendBatch(ctx, &batch).Close(); err != nil {
 		return srv, nil, fmt.Errorf("reading partition statistics: %w", err)
 	}
-	s.applyLag(srv.Now, srv.InRecovery, tables)
+	s.applyLag(srv, tables)
 	return srv, tables, nil
 }
 
@@ -254,11 +255,11 @@ func setThresholds(p *Partition, srv Server, opts map[string]string) {
 // definition) from the crossings kept across rounds. A standby runs no
 // autovacuum: it has no lag, and forgets the crossings so a promoted
 // standby starts from the database's own bound.
-func (s *Stats) applyLag(now time.Time, inRecovery bool, tables []Table) {
+func (s *Stats) applyLag(srv Server, tables []Table) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	seen := make(map[uint32]lagState, len(s.lags))
-	if inRecovery {
+	if srv.InRecovery {
 		s.lags = seen
 		return
 	}
@@ -267,9 +268,9 @@ func (s *Stats) applyLag(now time.Time, inRecovery bool, tables []Table) {
 			p := &tables[ti].Partitions[pi]
 			st := s.lags[p.OID]
 			st.vacuumSince, p.VacuumLag = vacuumlag.Since(vacuumlag.Observation{
-				DeadRows: p.DeadRows, Trigger: p.VacuumThreshold, LastVacuum: p.LastVacuum, Now: now}, st.vacuumSince)
+				DeadRows: p.DeadRows, Trigger: p.VacuumThreshold, LastVacuum: p.LastVacuum, CountingSince: srv.StartedAt, Now: srv.Now}, st.vacuumSince)
 			st.analyzeSince, p.AnalyzeLag = vacuumlag.Since(vacuumlag.Observation{
-				DeadRows: p.ModSinceAnalyze, Trigger: p.AnalyzeThreshold, LastVacuum: p.LastAnalyze, Now: now}, st.analyzeSince)
+				DeadRows: p.ModSinceAnalyze, Trigger: p.AnalyzeThreshold, LastVacuum: p.LastAnalyze, CountingSince: srv.StartedAt, Now: srv.Now}, st.analyzeSince)
 			seen[p.OID] = st
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/sigid/pgcapacity/internal/config"
+	"github.com/sigid/pgcapacity/internal/playbook/vacuumlag"
 )
 
 // PlanRequest asks for a plan to move a table to a partition count.
@@ -250,10 +251,10 @@ func decreaseCheck(ctx context.Context, tx pgx.Tx, t *Table, p *Plan, req PlanRe
 		VacuumLagLimit:     req.Thresholds.WriteRetentionTarget.D(),
 		IndexShareLimit:    req.Thresholds.DecreaseIndexShare,
 	}
-	var lagSeconds float64
-	if err := tx.QueryRow(ctx, `
-		SELECT coalesce(max(CASE WHEN s.n_dead_tup > thr.rows
-		         THEN extract(epoch FROM now() - coalesce(greatest(s.last_vacuum, s.last_autovacuum), pg_catalog.pg_postmaster_start_time())) ELSE 0 END), 0)::float8
+	// vacuumlag.Since is the one definition serve and check use; a plan is a
+	// fresh process, so each partition starts from the database's bound.
+	rows, err := tx.Query(ctx, `
+		SELECT s.n_dead_tup::float8, thr.rows, greatest(s.last_vacuum, s.last_autovacuum), pg_catalog.pg_postmaster_start_time(), now()
 		FROM pg_catalog.pg_inherits i
 		JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
 		JOIN pg_catalog.pg_stat_user_tables s ON s.relid = c.oid
@@ -262,14 +263,30 @@ func decreaseCheck(ctx context.Context, tx pgx.Tx, t *Table, p *Plan, req PlanRe
 		           current_setting('autovacuum_vacuum_threshold')::float8)
 		  + coalesce((SELECT o.option_value::float8 FROM pg_catalog.pg_options_to_table(c.reloptions) o WHERE o.option_name = 'autovacuum_vacuum_scale_factor'),
 		           current_setting('autovacuum_vacuum_scale_factor')::float8) * greatest(c.reltuples, 0) AS rows) thr
-		WHERE i.inhparent = $1`, t.OID).Scan(&lagSeconds); err != nil {
+		WHERE i.inhparent = $1`, t.OID)
+	if err != nil {
 		return nil, fmt.Errorf("reading autovacuum lag: %w", err)
 	}
-	d.VacuumLag = time.Duration(lagSeconds * float64(time.Second))
+	for rows.Next() {
+		var o vacuumlag.Observation
+		var last *time.Time
+		if err := rows.Scan(&o.DeadRows, &o.Trigger, &last, &o.CountingSince, &o.Now); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("reading autovacuum lag: %w", err)
+		}
+		if last != nil {
+			o.LastVacuum = *last
+		}
+		_, lag := vacuumlag.Since(o, time.Time{})
+		d.VacuumLag = max(d.VacuumLag, lag)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading autovacuum lag: %w", err)
+	}
 	d.VacuumLagHolds = d.VacuumLagLimit > 0 && d.VacuumLag > d.VacuumLagLimit
 
 	var pgssSchema string
-	err := tx.QueryRow(ctx, `SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_stat_statements'`).Scan(&pgssSchema)
+	err = tx.QueryRow(ctx, `SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_stat_statements'`).Scan(&pgssSchema)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		d.PlanningNote = "pg_stat_statements is not installed in this database"

@@ -13,7 +13,10 @@ type Observation struct {
 	DeadRows   float64
 	Trigger    float64   // dead rows that trigger autovacuum
 	LastVacuum time.Time // last vacuum or autovacuum; zero when never
-	Now        time.Time // the database's now()
+	// CountingSince stands in for a last vacuum that never ran: when the
+	// server started counting (pg_postmaster_start_time()).
+	CountingSince time.Time
+	Now           time.Time // the database's now()
 }
 
 // Since returns when the partition's dead rows crossed the trigger (zero
@@ -27,7 +30,8 @@ type Observation struct {
 // LastVacuum + (Now-LastVacuum)×Trigger/DeadRows. The estimate is exact for
 // a steady rate, understates when dead rows came faster early on, and
 // overstates only when they came in a burst lately. Without a last vacuum
-// there is no bound and the lag starts at 0.
+// CountingSince takes its place (it overstates when the partition was
+// created after the server started); without either the lag starts at 0.
 func Since(o Observation, prev time.Time) (time.Time, time.Duration) {
 	if o.DeadRows <= o.Trigger {
 		return time.Time{}, 0
@@ -44,6 +48,9 @@ func Since(o Observation, prev time.Time) (time.Time, time.Duration) {
 
 // Estimate is the crossing time a round infers when it has not observed it.
 func Estimate(o Observation) time.Time {
+	if o.LastVacuum.IsZero() {
+		o.LastVacuum = o.CountingSince
+	}
 	if o.LastVacuum.IsZero() || !o.LastVacuum.Before(o.Now) || o.DeadRows <= 0 {
 		return o.Now
 	}

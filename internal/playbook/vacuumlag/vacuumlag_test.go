@@ -16,6 +16,7 @@ func TestSince(t *testing.T) {
 	}{
 		{"below the trigger", Observation{DeadRows: 10, Trigger: 50, LastVacuum: hourAgo, Now: now}, hourAgo, 0},
 		{"never vacuumed, not observed", Observation{DeadRows: 100, Trigger: 50, Now: now}, time.Time{}, 0},
+		{"never vacuumed, counting since server start", Observation{DeadRows: 100, Trigger: 50, CountingSince: hourAgo, Now: now}, time.Time{}, 30 * time.Minute},
 		{"estimate from last vacuum", Observation{DeadRows: 100, Trigger: 25, LastVacuum: hourAgo, Now: now}, time.Time{}, 45 * time.Minute},
 		{"observed crossing takes over", Observation{DeadRows: 100, Trigger: 25, LastVacuum: hourAgo, Now: now}, now.Add(-50 * time.Minute), 50 * time.Minute},
 		{"vacuum after the crossing re-estimates", Observation{DeadRows: 100, Trigger: 50, LastVacuum: now.Add(-10 * time.Minute), Now: now}, hourAgo, 5 * time.Minute},
