@@ -41,4 +41,4 @@ func runHelper() int {
 	return 0
 }
 
-func newDatabase(t *testing.T) string { return pgtest.NewDatabase(t, cluster) }
+func newDatabase(t *testing.T) string { return pgtest.NewDatabase(t, &cluster) }

@@ -16,11 +16,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/sigid/pgcapacity/internal/config"
 	"github.com/sigid/pgcapacity/internal/sigid"
-	"github.com/sigid/pgcapacity/internal/throwaway"
 	"github.com/sigid/pgcapacity/internal/throwaway/pgtest"
 )
 
-var cluster *throwaway.Cluster
+var cluster pgtest.Cluster
 
 func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) != "" {
@@ -53,7 +52,7 @@ func thresholds() config.Thresholds {
 func sigidDB(t *testing.T, table string, parts int) (*pgxpool.Pool, string) {
 	t.Helper()
 	ctx := context.Background()
-	url := pgtest.NewDatabase(t, cluster)
+	url := pgtest.NewDatabase(t, &cluster)
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		t.Fatal(err)

@@ -29,11 +29,10 @@ import (
 	"github.com/sigid/pgcapacity/collector/probes"
 	"github.com/sigid/pgcapacity/internal/config"
 	"github.com/sigid/pgcapacity/internal/sigid"
-	"github.com/sigid/pgcapacity/internal/throwaway"
 	"github.com/sigid/pgcapacity/internal/throwaway/pgtest"
 )
 
-var cluster *throwaway.Cluster
+var cluster pgtest.Cluster
 
 func TestMain(m *testing.M) { pgtest.Main(m, &cluster) }
 
@@ -48,7 +47,7 @@ func envInt(name string, def int) int {
 func referenceDB(b *testing.B) string {
 	b.Helper()
 	ctx := context.Background()
-	url := pgtest.NewDatabase(b, cluster)
+	url := pgtest.NewDatabase(b, &cluster)
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		b.Fatal(err)

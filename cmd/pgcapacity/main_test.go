@@ -19,11 +19,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/sigid/pgcapacity/internal/pgstat"
-	"github.com/sigid/pgcapacity/internal/throwaway"
 	"github.com/sigid/pgcapacity/internal/throwaway/pgtest"
 )
 
-var cluster *throwaway.Cluster
+var cluster pgtest.Cluster
 
 func TestMain(m *testing.M) { pgtest.Main(m, &cluster) }
 
@@ -52,7 +51,7 @@ func freeAddress(t *testing.T) string {
 func newDatabase(t *testing.T, ddl ...string) string {
 	t.Helper()
 	ctx := context.Background()
-	dbURL := pgtest.NewDatabase(t, cluster)
+	dbURL := pgtest.NewDatabase(t, &cluster)
 	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
 		t.Fatal(err)
@@ -201,13 +200,13 @@ func TestServeSurvivesDatabaseStopAndRestart(t *testing.T) {
 		t.Errorf("%d pgcapacity sessions, want 1 or 2", sessions)
 	}
 
-	if err := cluster.StopServer(); err != nil {
+	if err := cluster.Get(t).StopServer(); err != nil {
 		t.Fatal(err)
 	}
 	restarted := false
 	t.Cleanup(func() {
 		if !restarted {
-			_ = cluster.StartServer(context.Background())
+			_ = cluster.Get(t).StartServer(context.Background())
 		}
 	})
 	eventually(t, "pgcapacity_up 0 with the database down", 30*time.Second, func() bool {
@@ -216,7 +215,7 @@ func TestServeSurvivesDatabaseStopAndRestart(t *testing.T) {
 		stats, _ := metricValue(body, `pgcapacity_collector_success{collector="stats"}`)
 		return status == http.StatusOK && up == "0" && stats == "0"
 	})
-	if err := cluster.StartServer(context.Background()); err != nil {
+	if err := cluster.Get(t).StartServer(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	restarted = true

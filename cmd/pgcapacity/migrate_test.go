@@ -19,7 +19,7 @@ import (
 // reference schema: exit codes, refusals and what an operator reads.
 func TestMigrateCommand(t *testing.T) {
 	ctx := context.Background()
-	url := pgtest.NewDatabase(t, cluster)
+	url := pgtest.NewDatabase(t, &cluster)
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		t.Fatal(err)
@@ -33,12 +33,12 @@ func TestMigrateCommand(t *testing.T) {
 	conn.Close(ctx)
 	t.Setenv("PGCAPACITY_DATABASE_URL", url)
 	t.Setenv("PGCAPACITY_LOG_LEVEL", "warn")
-	if cluster.Major() < 14 {
+	if cluster.Get(t).Major() < 14 {
 		// migrate needs TID range scans (14+): on 13 the plan refuses.
 		var stdout, stderr bytes.Buffer
 		code := run([]string{"migrate", "plan", "--table", "session", "--partitions", "8"}, &stdout, &stderr)
 		if code != exitFinding || !strings.Contains(stdout.String()+stderr.String(), "PostgreSQL 14 or newer is needed") {
-			t.Errorf("on PostgreSQL %d: exit %d\n%s%s", cluster.Major(), code, stdout.String(), stderr.String())
+			t.Errorf("on PostgreSQL %d: exit %d\n%s%s", cluster.Get(t).Major(), code, stdout.String(), stderr.String())
 		}
 		return
 	}

@@ -16,11 +16,10 @@ import (
 	"github.com/sigid/pgcapacity/internal/config"
 	"github.com/sigid/pgcapacity/internal/dbpool"
 	"github.com/sigid/pgcapacity/internal/sigid"
-	"github.com/sigid/pgcapacity/internal/throwaway"
 	"github.com/sigid/pgcapacity/internal/throwaway/pgtest"
 )
 
-var cluster *throwaway.Cluster
+var cluster pgtest.Cluster
 
 func TestMain(m *testing.M) { pgtest.Main(m, &cluster) }
 
@@ -45,7 +44,7 @@ func newEnv(t *testing.T, withSchema bool) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
-	url := pgtest.NewDatabase(t, cluster)
+	url := pgtest.NewDatabase(t, &cluster)
 	admin, err := pgx.Connect(ctx, url)
 	if err != nil {
 		t.Fatal(err)

@@ -22,11 +22,10 @@ import (
 	"github.com/sigid/pgcapacity/collector"
 	"github.com/sigid/pgcapacity/collector/probes"
 	"github.com/sigid/pgcapacity/internal/sigid"
-	"github.com/sigid/pgcapacity/internal/throwaway"
 	"github.com/sigid/pgcapacity/internal/throwaway/pgtest"
 )
 
-var cluster *throwaway.Cluster
+var cluster pgtest.Cluster
 
 func TestMain(m *testing.M) { pgtest.Main(m, &cluster) }
 
@@ -36,7 +35,7 @@ func newPool(t *testing.T) (context.Context, *pgxpool.Pool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
-	pool, err := pgxpool.New(ctx, pgtest.NewDatabase(t, cluster))
+	pool, err := pgxpool.New(ctx, pgtest.NewDatabase(t, &cluster))
 	if err != nil {
 		t.Fatal(err)
 	}

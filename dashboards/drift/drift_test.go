@@ -26,11 +26,10 @@ import (
 	"github.com/sigid/pgcapacity/dashboards/internal/lint"
 	"github.com/sigid/pgcapacity/internal/config"
 	"github.com/sigid/pgcapacity/internal/sigid"
-	"github.com/sigid/pgcapacity/internal/throwaway"
 	"github.com/sigid/pgcapacity/internal/throwaway/pgtest"
 )
 
-var cluster *throwaway.Cluster
+var cluster pgtest.Cluster
 
 func TestMain(m *testing.M) { pgtest.Main(m, &cluster) }
 
@@ -60,7 +59,7 @@ func TestDashboardQueriesNameServedMetrics(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	dbURL := pgtest.NewDatabase(t, cluster)
+	dbURL := pgtest.NewDatabase(t, &cluster)
 	seed(ctx, t, dbURL)
 	bin := buildBinary(t)
 	seedMigration(ctx, t, bin, dbURL)

@@ -20,11 +20,10 @@ import (
 	"testing"
 
 	"github.com/sigid/pgcapacity/internal/config"
-	"github.com/sigid/pgcapacity/internal/throwaway"
 	"github.com/sigid/pgcapacity/internal/throwaway/pgtest"
 )
 
-var cluster *throwaway.Cluster
+var cluster pgtest.Cluster
 
 // TestMain runs the tests in deploy/, the directory whose files they
 // check: the tests live in deploy/tests only to keep the deployment

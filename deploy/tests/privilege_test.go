@@ -96,7 +96,7 @@ func dbName(t *testing.T, dbURL string) string {
 // *.sh with the service's environment, in name order.
 func composeDatabase(t *testing.T) stack {
 	t.Helper()
-	s := stack{superURL: pgtest.NewDatabase(t, cluster)}
+	s := stack{superURL: pgtest.NewDatabase(t, &cluster)}
 	s.name = dbName(t, s.superURL)
 	files, err := filepath.Glob("compose/initdb/*")
 	if err != nil || len(files) == 0 {
@@ -121,7 +121,7 @@ func composeDatabase(t *testing.T) stack {
 			}
 			cmd := exec.CommandContext(context.Background(), f)
 			cmd.Env = append(os.Environ(),
-				"PGHOST=127.0.0.1", "PGPORT="+strconv.Itoa(cluster.Port()),
+				"PGHOST=127.0.0.1", "PGPORT="+strconv.Itoa(cluster.Get(t).Port()),
 				"POSTGRES_USER=postgres", "POSTGRES_DB="+s.name,
 				"PGCAPACITY_PASSWORD="+monitoringPassword, "PGCAPACITY_MIGRATE_PASSWORD="+migratePassword,
 				"PGCAPACITY_SQL_DIR="+sqlDir)
@@ -501,9 +501,9 @@ func TestMigrateRole(t *testing.T) {
 		PlanRequest: migrate.PlanRequest{Schema: "public", Table: table, Partitions: to, Thresholds: cfg.Thresholds, TenantColumn: cfg.TenantColumn},
 		Reason:      "deploy test: the migrate role", Requester: "alice", Approver: "bob", Copy: copts,
 	})
-	if cluster.Major() < 14 {
+	if cluster.Get(t).Major() < 14 {
 		if err == nil || !strings.Contains(err.Error(), "PostgreSQL 14 or newer") {
-			t.Fatalf("PostgreSQL %d: want the migration refused (needs 14), got %v", cluster.Major(), err)
+			t.Fatalf("PostgreSQL %d: want the migration refused (needs 14), got %v", cluster.Get(t).Major(), err)
 		}
 		return
 	}
@@ -633,7 +633,7 @@ func TestRoleScriptsRefuseBadSetups(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			dbURL := pgtest.NewDatabase(t, cluster)
+			dbURL := pgtest.NewDatabase(t, &cluster)
 			conn := connect(t, dbURL)
 			for _, s := range tc.setup {
 				if s == "sigid" {

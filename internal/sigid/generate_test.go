@@ -342,7 +342,7 @@ func BenchmarkGenerate(b *testing.B) {
 	for b.Loop() {
 		b.StopTimer()
 		ctx := context.Background()
-		conn, err := pgx.Connect(ctx, pgtest.NewDatabase(b, cluster))
+		conn, err := pgx.Connect(ctx, pgtest.NewDatabase(b, &cluster))
 		if err != nil {
 			b.Fatal(err)
 		}

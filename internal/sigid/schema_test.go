@@ -9,11 +9,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/sigid/pgcapacity/internal/sigid"
-	"github.com/sigid/pgcapacity/internal/throwaway"
 	"github.com/sigid/pgcapacity/internal/throwaway/pgtest"
 )
 
-var cluster *throwaway.Cluster
+var cluster pgtest.Cluster
 
 func TestMain(m *testing.M) { pgtest.Main(m, &cluster) }
 
@@ -22,7 +21,7 @@ func connect(t *testing.T) (context.Context, *pgx.Conn) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
-	conn, err := pgx.Connect(ctx, pgtest.NewDatabase(t, cluster))
+	conn, err := pgx.Connect(ctx, pgtest.NewDatabase(t, &cluster))
 	if err != nil {
 		t.Fatal(err)
 	}

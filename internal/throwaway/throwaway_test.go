@@ -11,14 +11,14 @@ import (
 	"github.com/sigid/pgcapacity/internal/throwaway/pgtest"
 )
 
-var cluster *throwaway.Cluster
+var cluster pgtest.Cluster
 
 func TestMain(m *testing.M) { pgtest.Main(m, &cluster) }
 
 func TestClusterServesFreshDatabases(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	url := pgtest.NewDatabase(t, cluster)
+	url := pgtest.NewDatabase(t, &cluster)
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		t.Fatal(err)
@@ -32,15 +32,15 @@ func TestClusterServesFreshDatabases(t *testing.T) {
 	if fsync != "off" || preload != "pg_stat_statements" || !hasPSS {
 		t.Fatalf("fsync=%s shared_preload_libraries=%s pg_stat_statements installed=%v", fsync, preload, hasPSS)
 	}
-	if cluster.Major() < 13 {
-		t.Fatalf("major version %d", cluster.Major())
+	if cluster.Get(t).Major() < 13 {
+		t.Fatalf("major version %d", cluster.Get(t).Major())
 	}
 }
 
 func TestStopAndStartServerKeepsData(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	url := pgtest.NewDatabase(t, cluster)
+	url := pgtest.NewDatabase(t, &cluster)
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		t.Fatal(err)
@@ -49,13 +49,13 @@ func TestStopAndStartServerKeepsData(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn.Close(ctx)
-	if err := cluster.StopServer(); err != nil {
+	if err := cluster.Get(t).StopServer(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := pgx.Connect(ctx, url); err == nil {
 		t.Fatal("connected to a stopped server")
 	}
-	if err := cluster.StartServer(ctx); err != nil {
+	if err := cluster.Get(t).StartServer(ctx); err != nil {
 		t.Fatal(err)
 	}
 	conn, err = pgx.Connect(ctx, url)

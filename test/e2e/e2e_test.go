@@ -16,12 +16,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/sigid/pgcapacity/internal/sigid"
-	"github.com/sigid/pgcapacity/internal/throwaway"
 	"github.com/sigid/pgcapacity/internal/throwaway/pgtest"
 	"go.yaml.in/yaml/v3"
 )
 
-var cluster *throwaway.Cluster
+var cluster pgtest.Cluster
 
 func TestMain(m *testing.M) { pgtest.Main(m, &cluster) }
 
@@ -169,7 +168,7 @@ type promAlert struct {
 func TestEndToEnd(t *testing.T) {
 	began := time.Now()
 	bin := buildPgcapacity(t)
-	url := pgtest.NewDatabase(t, cluster)
+	url := pgtest.NewDatabase(t, &cluster)
 	seed(t, url)
 	rules, generated := generatedRules(t, bin)
 
