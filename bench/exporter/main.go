@@ -3,9 +3,11 @@
 // throwaway PostgreSQL. It prints one full sampling round's time, queries
 // per round at 64 and 4,096 partitions, series with and without partition
 // detail, /metrics latency under 20 concurrent scrapers and the exporter's
-// RSS.
+// RSS. With -fleet it prints instead the series per database in every
+// partition detail mode at 64, 1,024 and 4,096 partitions.
 //
 //	go run ./bench/exporter            # the README's numbers
+//	go run ./bench/exporter -fleet     # the README's fleet table
 //	go run ./bench/exporter -partitions 256 -scrape-duration 5s
 package main
 
@@ -47,6 +49,7 @@ type options struct {
 	scrapeDuration time.Duration
 	maxScrapes     int
 	hold           bool
+	fleet          bool
 }
 
 func main() {
@@ -59,6 +62,7 @@ func main() {
 	flag.DurationVar(&o.scrapeDuration, "scrape-duration", 10*time.Second, "how long the scrapers run")
 	flag.IntVar(&o.maxScrapes, "max-scrapes", 20000, "upper bound on scrapes in total")
 	flag.BoolVar(&o.hold, "hold", false, "load the full-scale database, print its URL and wait (for EXPLAIN by hand)")
+	flag.BoolVar(&o.fleet, "fleet", false, "print series per database in each partition detail mode at 4 × 16, 256 and 1,024 partitions instead")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -75,6 +79,9 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer cluster.Stop()
+	if o.fleet {
+		return runFleet(ctx, cluster, logger, o)
+	}
 
 	type scale struct {
 		partitions   int
@@ -89,15 +96,10 @@ func run(ctx context.Context, o options) error {
 		sizes = sizes[1:]
 	}
 	for _, n := range sizes {
-		url, err := cluster.CreateDatabase(ctx, fmt.Sprintf("bench_%d", n))
+		url, err := createLoaded(ctx, cluster, logger, fmt.Sprintf("bench_%d", n), n, o)
 		if err != nil {
 			return err
 		}
-		start := time.Now()
-		if err := load(ctx, url, o.tables, n, o.rowsPerTable); err != nil {
-			return err
-		}
-		logger.Info("loaded", "tables", o.tables, "partitions_per_table", n, "took", time.Since(start).Round(time.Millisecond))
 		if o.hold {
 			fmt.Printf("psql '%s'\n", url)
 			<-ctx.Done()
@@ -119,11 +121,11 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	detail, err := measureServe(ctx, bin, bigURL, true, o)
+	detail, err := measureServe(ctx, bin, bigURL, "all", o)
 	if err != nil {
 		return err
 	}
-	noDetail, err := measureServe(ctx, bin, bigURL, false, o)
+	noDetail, err := measureServe(ctx, bin, bigURL, "none", o)
 	if err != nil {
 		return err
 	}
@@ -157,6 +159,21 @@ func numCPU() int {
 
 // load creates tables × partitions and rows; four relations per partition
 // (heap, primary key, two more indexes) and no TOAST, as in the target.
+// createLoaded creates database name and loads o.tables tables of
+// partitions partitions each into it.
+func createLoaded(ctx context.Context, cluster *throwaway.Cluster, logger *slog.Logger, name string, partitions int, o options) (string, error) {
+	url, err := cluster.CreateDatabase(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	start := time.Now()
+	if err := load(ctx, url, o.tables, partitions, o.rowsPerTable); err != nil {
+		return "", err
+	}
+	logger.Info("loaded", "tables", o.tables, "partitions_per_table", partitions, "took", time.Since(start).Round(time.Millisecond))
+	return url, nil
+}
+
 func load(ctx context.Context, url string, tables, partitions, rows int) error {
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
@@ -285,7 +302,10 @@ type serveResult struct {
 }
 
 // measureServe runs `pgcapacity serve` as its own process and scrapes it.
-func measureServe(ctx context.Context, bin, url string, detail bool, o options) (serveResult, error) {
+// measureServe runs serve on url with PGCAPACITY_PARTITION_DETAIL=detail,
+// counts its series after two more rounds, scrapes it concurrently (unless
+// o.scrapers is 0) and reads its RSS.
+func measureServe(ctx context.Context, bin, url, detail string, o options) (serveResult, error) {
 	var r serveResult
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -298,7 +318,7 @@ func measureServe(ctx context.Context, bin, url string, detail bool, o options) 
 		"PGCAPACITY_DATABASE_URL="+url,
 		"PGCAPACITY_LISTEN_ADDRESS="+addr,
 		"PGCAPACITY_HOT_TABLES=bench_*",
-		"PGCAPACITY_PARTITION_DETAIL="+strconv.FormatBool(detail),
+		"PGCAPACITY_PARTITION_DETAIL="+detail,
 		"PGCAPACITY_LOG_LEVEL=warn",
 		// Short intervals so a steady-state round (warm connections, the
 		// other collectors' first rounds done) is measured, not the first.
@@ -346,9 +366,11 @@ func measureServe(ctx context.Context, bin, url string, detail bool, o options) 
 			}
 		}
 	}
-	r.scrapes, r.p50, r.p99, err = scrapeConcurrently(base+"/metrics", o)
-	if err != nil {
-		return r, err
+	if o.scrapers > 0 {
+		r.scrapes, r.p50, r.p99, err = scrapeConcurrently(base+"/metrics", o)
+		if err != nil {
+			return r, err
+		}
 	}
 	r.rssMiB, r.peakMiB, err = rss(cmd.Process.Pid)
 	return r, err
@@ -433,4 +455,47 @@ func rss(pid int) (float64, float64, error) {
 		}
 	}
 	return cur, peak, nil
+}
+
+// runFleet prints the series one database publishes in every partition
+// detail mode, at 4 tables of 16, 256 and 1,024 partitions: what a fleet
+// budgets per sidecar.
+func runFleet(ctx context.Context, cluster *throwaway.Cluster, logger *slog.Logger, o options) error {
+	bin, err := buildBinary(ctx)
+	if err != nil {
+		return err
+	}
+	modes := []string{"auto", "all", "top", "none"}
+	type row struct {
+		partitions int
+		series     map[string]int
+		rssMiB     float64
+	}
+	var rows []row
+	o.scrapers = 0 // series and RSS only
+	for _, n := range []int{16, 256, 1024} {
+		url, err := createLoaded(ctx, cluster, logger, fmt.Sprintf("fleet_%d", n), n, o)
+		if err != nil {
+			return err
+		}
+		r := row{partitions: o.tables * n, series: map[string]int{}}
+		for _, mode := range modes {
+			res, err := measureServe(ctx, bin, url, mode, o)
+			if err != nil {
+				return fmt.Errorf("serve with detail %s at %d partitions: %w", mode, r.partitions, err)
+			}
+			r.series[mode] = res.series
+			if mode == "auto" {
+				r.rssMiB = res.rssMiB
+			}
+		}
+		rows = append(rows, r)
+	}
+	fmt.Printf("\npgcapacity series per database (%d tables, PostgreSQL %d, %d CPUs, PGCAPACITY_PARTITION_TOP_K=5)\n\n", o.tables, cluster.Major(), numCPU())
+	fmt.Println("| partitions | auto (default) | all | top | none | RSS, auto |")
+	fmt.Println("|---|---|---|---|---|---|")
+	for _, r := range rows {
+		fmt.Printf("| %d | %d | %d | %d | %d | %.1f MiB |\n", r.partitions, r.series["auto"], r.series["all"], r.series["top"], r.series["none"], r.rssMiB)
+	}
+	return nil
 }
