@@ -14,8 +14,9 @@ build:
 demo: deps build
 	bin/pgcapacity demo
 
-# Everything CI runs: formatting, vet, and the whole suite against a real
-# PostgreSQL, promtool, Prometheus and Alertmanager. A skipped test fails it.
+# Everything CI runs, in every Go module: formatting, go mod tidy -diff, vet,
+# staticcheck, and the whole suite under -race against a real PostgreSQL,
+# promtool, Prometheus and Alertmanager. A skipped test fails it.
 test: deps
 	scripts/test.sh
 

@@ -21,6 +21,8 @@ command -v psql >/dev/null || missing+=(postgresql-client)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v npm >/dev/null || missing+=(npm)
 command -v readelf >/dev/null || missing+=(binutils)
+# go test -race (scripts/test.sh) links the race runtime with cgo.
+command -v gcc >/dev/null || missing+=(gcc)
 
 if ((${#missing[@]})); then
   sudo=""

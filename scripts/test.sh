@@ -3,7 +3,9 @@
 # module of the repository (the product's at the root, the deploy tests' in
 # deploy/tests, the tool pins in tools/, any other go.mod git knows)
 # `go mod tidy -diff`, go vet, staticcheck and every test against real
-# services. Any skipped test or staticcheck finding fails the run.
+# services, once, under the race detector (the run is mostly waiting on
+# PostgreSQL, promtool and Prometheus, which it does not slow). Any skipped
+# test or staticcheck finding fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,7 +40,7 @@ log=$bin/test.log
 status=0
 set +e
 for mod in "${code_modules[@]}"; do
-  (cd "$mod" && go test -count=1 -p 2 -timeout 25m -v ./...) 2>&1 | tee -a "$log" | grep -E '^(=== RUN|--- (PASS|FAIL|SKIP)|PASS|FAIL|ok|panic|\s+\S+_test\.go)' | grep -v '^=== RUN'
+  (cd "$mod" && go test -race -count=1 -p 2 -timeout 25m -v ./...) 2>&1 | tee -a "$log" | grep -E '^(=== RUN|--- (PASS|FAIL|SKIP)|PASS|FAIL|ok|panic|\s+\S+_test\.go)' | grep -v '^=== RUN'
   rc=${PIPESTATUS[0]}
   ((rc == 0)) || status=$rc
 done
