@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -16,8 +17,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/sigid/pgcapacity/collector"
 	"github.com/sigid/pgcapacity/internal/config"
+	"github.com/sigid/pgcapacity/internal/throwaway"
 )
 
 // serveInProcess runs serve on a loopback listener until the returned
@@ -140,18 +143,79 @@ func TestServeRefusesAnAdminopsQueryThatDoesNotFit(t *testing.T) {
 	}
 }
 
-// A server that answers but refuses the session (unknown role, unknown
-// database; a wrong password takes the same path) is no usable connection:
-// pgcapacity_up is 0, as the alert and the runbook say.
+// withScramRole creates a login role that must give password over TCP
+// (scram-sha-256, ahead of the throwaway cluster's trust lines in
+// pg_hba.conf) for the rest of t.
+func withScramRole(t *testing.T, role, password string) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, cluster.Get(t).ConnString("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(ctx) }) // runs after the cleanups below
+	var hbaFile string
+	if err := conn.QueryRow(ctx, "SHOW hba_file").Scan(&hbaFile); err != nil {
+		t.Fatal(err)
+	}
+	original, err := os.ReadFile(hbaFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec := func(sql string) {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Error(err)
+		}
+	}
+	exec("SET password_encryption = 'scram-sha-256'")
+	exec("CREATE ROLE " + pgx.Identifier{role}.Sanitize() + " LOGIN PASSWORD " + quoteLiteral(password))
+	// WriteFile keeps the file's owner and mode.
+	line := "host all " + role + " 127.0.0.1/32 scram-sha-256\n"
+	if err := os.WriteFile(hbaFile, append([]byte(line), original...), 0); err != nil {
+		t.Fatal(err)
+	}
+	exec("SELECT pg_reload_conf()")
+	// The role really needs its password now (pg_reload_conf only signals).
+	wrong := cluster.Get(t).ConnString("postgres")
+	wrong = strings.Replace(wrong, "//"+throwaway.Superuser+"@", "//"+role+":not-"+password+"@", 1)
+	var pgErr *pgconn.PgError
+	for i := 0; i < 50 && !(errors.As(err, &pgErr) && pgErr.Code == "28P01"); i++ {
+		var c *pgx.Conn
+		if c, err = pgx.Connect(ctx, wrong); err == nil {
+			c.Close(ctx)
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if !errors.As(err, &pgErr) || pgErr.Code != "28P01" {
+		t.Fatalf("a wrong password for %s: %v, want 28P01", role, err)
+	}
+	t.Cleanup(func() {
+		if err := os.WriteFile(hbaFile, original, 0); err != nil {
+			t.Error(err)
+		}
+		exec("SELECT pg_reload_conf()")
+		exec("DROP ROLE " + pgx.Identifier{role}.Sanitize())
+	})
+}
+
+// quoteLiteral quotes a test's own constant for the one statement that
+// cannot take a parameter (CREATE ROLE ... PASSWORD).
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// A server that answers but refuses the session (wrong password, unknown
+// role, unknown database) is no usable connection: pgcapacity_up is 0, as
+// the alert and the runbook say.
 func TestServeUpIsZeroWhenTheSessionIsRefused(t *testing.T) {
 	good, err := url.Parse(newDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}
+	withScramRole(t, "pgcapacity_scram", "right-password")
 	tests := []struct {
 		name   string
 		mutate func(u *url.URL)
 	}{
+		{"wrong password (28P01)", func(u *url.URL) { u.User = url.UserPassword("pgcapacity_scram", "wrong-password") }},
 		{"unknown role (28000)", func(u *url.URL) { u.User = url.User("no_such_role") }},
 		{"unknown database (3D000)", func(u *url.URL) { u.Path = "/no_such_database" }},
 	}
@@ -170,6 +234,9 @@ func TestServeUpIsZeroWhenTheSessionIsRefused(t *testing.T) {
 			_, body := scrape(t, addr)
 			if up, _ := metricValue(body, "pgcapacity_up"); up != "0" {
 				t.Errorf("pgcapacity_up %q with the session refused, want 0", up)
+			}
+			if strings.Contains(body, "wrong-password") {
+				t.Error("the password is in /metrics")
 			}
 		})
 	}
