@@ -129,6 +129,12 @@ func TestOverrideFileRefusedAtLoad(t *testing.T) {
 			[]string{"admin-ops check unreviewed_admins (", "has both a query and disabled: true"}},
 		{"unknown parameter", "checks:\n  stale_invitations:\n    query: SELECT tenant_id::text AS tenant, count(*) AS findings FROM invitation WHERE invited_at < @now - @stale_age GROUP BY 1\n",
 			[]string{"admin-ops check stale_invitations (", "uses the parameter @stale_age, which pgcapacity does not bind", "@now, @stale_invitation_age, @review_interval, @min_admins"}},
+		{"delete", "checks:\n  stale_invitations:\n    query: DELETE FROM invitation RETURNING tenant_id AS tenant, 1 AS findings\n",
+			[]string{"admin-ops check stale_invitations (", `is not a SELECT (it starts with "DELETE")`, "may only read"}},
+		{"delete in a CTE", "checks:\n  admins_without_mfa:\n    query: |\n      WITH gone AS (DELETE FROM tenant_membership RETURNING tenant_id)\n      SELECT tenant_id::text AS tenant, count(*) AS findings FROM gone GROUP BY 1\n",
+			[]string{"admin-ops check admins_without_mfa (", "contains a DELETE", "may only read"}},
+		{"two statements", "checks:\n  admins_without_mfa:\n    query: SELECT 'x' AS tenant, 1 AS findings; DROP TABLE tenant_membership\n",
+			[]string{"admin-ops check admins_without_mfa (", "more than one statement"}},
 		{"not YAML", "checks: [\n", []string{"admin-ops queries file", "the form is"}},
 		{"a list", "- stale_invitations\n", []string{"admin-ops queries file", "cannot unmarshal"}},
 		{"empty", "", []string{"overrides no check", "the form is"}},
@@ -299,11 +305,14 @@ func validate(ctx context.Context, pool *pgxpool.Pool, checks []adminops.Check) 
 func TestChecksRunReadOnly(t *testing.T) {
 	e := newEnv(t, true)
 	e.load(crafted)
+	// A SELECT that writes through a function passes the load-time check;
+	// the READ ONLY transaction of the round still stops it.
+	e.exec(`CREATE FUNCTION purge_memberships() RETURNS SETOF uuid LANGUAGE sql AS
+		'DELETE FROM tenant_membership RETURNING tenant_id'`)
 	path := writeFile(t, `checks:
   admins_without_mfa:
     query: |
-      WITH gone AS (DELETE FROM tenant_membership RETURNING tenant_id)
-      SELECT tenant_id::text AS tenant, count(*) AS findings FROM gone GROUP BY 1
+      SELECT g::text AS tenant, count(*) AS findings FROM purge_memberships() AS g GROUP BY 1
 `)
 	c := newCollector(t, path, 100)
 	pool := plainPool(t, e)

@@ -15,6 +15,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/sigid/pgcapacity/internal/sqllex"
 )
 
 // SourceDefault is the Source of a check that runs its embedded query.
@@ -112,6 +114,12 @@ func applyOverrides(path string, checks []Check) error {
 			return &QueryError{Check: name, Source: path, Problem: "has both a query and disabled: true: keep one"}
 		case !o.Disabled && query == "":
 			return &QueryError{Check: name, Source: path, Problem: "has no query: give `query: SELECT ... AS tenant, ... AS findings`, or `disabled: true` to switch the check off"}
+		}
+		if !o.Disabled {
+			// Refused here, not only by the READ ONLY transaction of every round.
+			if _, err := sqllex.ReadOnlySelect(o.Query); err != nil {
+				return &QueryError{Check: name, Source: path, Problem: "the query " + err.Error() + ": a check may only read; write one `SELECT ... AS tenant, ... AS findings`", Err: err}
+			}
 		}
 		checks[i] = Check{Name: name, Query: o.Query, Source: path, Disabled: o.Disabled}
 	}

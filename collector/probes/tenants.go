@@ -61,11 +61,18 @@ LEFT JOIN LATERAL (
 		WHERE p.partrelid = c.oid), $2::name) AS col
 ) k ON true
 LEFT JOIN LATERAL (
+	-- pg_inherits, not pg_partition_tree(): that locks every partition, so
+	-- one ACCESS EXCLUSIVE lock (a swap, a DDL, VACUUM FULL) would fail the refresh.
+	WITH RECURSIVE tree AS (
+		SELECT c.oid AS relid
+	  UNION ALL
+		SELECT i.inhrelid FROM tree t JOIN pg_inherits i ON i.inhparent = t.relid
+	)
 	SELECT lc.oid, lc.relname, lc.relpages, ln.nspname
-	FROM pg_partition_tree(c.oid) t
+	FROM tree t
 	JOIN pg_class lc ON lc.oid = t.relid
 	JOIN pg_namespace ln ON ln.oid = lc.relnamespace
-	WHERE t.isleaf
+	WHERE lc.relkind NOT IN ('p', 'I')
 ) leaf ON true
 LEFT JOIN pg_stats s ON s.schemaname = leaf.nspname AND s.tablename = leaf.relname
 	AND s.attname = k.col AND NOT s.inherited

@@ -327,17 +327,21 @@ func unloaded(err error) string {
 // watchedSQL lists the partitioned tables (hash-partitioned unless
 // patterns select others) with every name that stands for them: their
 // partitions at every level and the views whose rules read them or one of
-// their partitions. One query, whatever the number of partitions.
+// their partitions. One query, whatever the number of partitions; catalog
+// reads only, no relation locks.
 const watchedSQL = `
-WITH top AS (
+WITH RECURSIVE top AS (
 	SELECT c.oid, n.nspname::text AS schema, c.relname::text AS name, p.partstrat::text AS strategy
 	FROM pg_partitioned_table p
 	JOIN pg_class c ON c.oid = p.partrelid
 	JOIN pg_namespace n ON n.oid = c.relnamespace
 	WHERE NOT c.relispartition
 ), member AS (
-	SELECT top.oid AS top, t.relid
-	FROM top CROSS JOIN LATERAL pg_partition_tree(top.oid) t
+	-- pg_inherits, not pg_partition_tree(): that locks every partition, so
+	-- one ACCESS EXCLUSIVE lock (a swap, a DDL, VACUUM FULL) would fail the round.
+	SELECT top.oid AS top, top.oid AS relid FROM top
+  UNION ALL
+	SELECT m.top, i.inhrelid FROM member m JOIN pg_inherits i ON i.inhparent = m.relid
 )
 SELECT top.schema, top.name, top.strategy, rn.nspname::text, r.relname::text
 FROM top

@@ -1,0 +1,46 @@
+package statements_test
+
+import (
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sigid/pgcapacity/collector/statements"
+)
+
+// TestRoundIgnoresPartitionLocks: the partition tree comes from the catalog
+// without relation locks, so an ACCESS EXCLUSIVE lock held on a partition
+// by another session does not fail the round. With a short lock_timeout, a
+// round that locked partitions would fail with 55P03.
+func TestRoundIgnoresPartitionLocks(t *testing.T) {
+	ctx, url, owner := setup(t)
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.RuntimeParams["lock_timeout"] = "200ms"
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+
+	tx, err := owner.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	for _, lock := range []string{"LOCK TABLE session_p1 IN ACCESS EXCLUSIVE MODE", "LOCK TABLE ONLY referral IN ACCESS EXCLUSIVE MODE"} {
+		if _, err := tx.Exec(ctx, lock); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := statements.New(statements.Options{})
+	s, err := c.Sample(ctx, pool)
+	if err != nil {
+		t.Fatalf("round with a partition and a parent locked: %v", err)
+	}
+	if got := totals(t, s); len(got) != 5 {
+		t.Fatalf("watching %v, want the 5 hash-partitioned tables", s.Tables)
+	}
+}
