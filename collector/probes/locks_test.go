@@ -18,7 +18,7 @@ import (
 func TestTenantRefreshIgnoresPartitionLocks(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
-	url := pgtest.NewDatabase(t, cluster)
+	url := pgtest.NewDatabase(t, &cluster)
 	owner, err := pgxpool.New(ctx, url)
 	if err != nil {
 		t.Fatal(err)
