@@ -50,6 +50,14 @@ const (
 	onInstance = " on {{ $labels.instance }}"
 )
 
+// primaryOnly keeps expr's series from primaries: every pod of an HA
+// cluster runs a sidecar, and a standby replays the same data, so without
+// it each alert fires once per pod. unless (not "and ... == 0") keeps the
+// alerts of exporters that publish no pgcapacity_in_recovery.
+func primaryOnly(expr string) string {
+	return "(\n" + expr + "\n)\nunless on (" + byInstance + ") pgcapacity_in_recovery == 1"
+}
+
 func (g generator) probeGroup() Group {
 	quantile := func(q, window string) string {
 		return fmt.Sprintf("histogram_quantile(%s, sum by (%s, phase, le) (rate(pgcapacity_probe_duration_seconds_bucket[%s])))", q, byTable, window)
@@ -122,18 +130,18 @@ func (g generator) planningGroup() Group {
 		{Record: RecordLatencyBaseline, Expr: baseline},
 		{Record: RecordLatencyBaselineRatio, Expr: ratio},
 
-		{Record: RecordLiveRowsHolds, Expr: "pgcapacity_table_partition_live_rows_avg > bool " + num(t.LiveRowsPerPartition)},
-		{Record: RecordSkewHolds, Expr: "pgcapacity_table_partition_skew_ratio > bool " + num(t.SkewRatio)},
-		{Record: RecordTenantIndexHolds, Expr: RecordHotIndexShare + " > bool " + num(t.TenantIndexBufferRatio)},
-		{Record: RecordVacuumLagHolds, Expr: "(pgcapacity_table_vacuum_lag_seconds > bool " + num(retention) + ")\n" + hot},
+		{Record: RecordLiveRowsHolds, Expr: primaryOnly("pgcapacity_table_partition_live_rows_avg > bool " + num(t.LiveRowsPerPartition))},
+		{Record: RecordSkewHolds, Expr: primaryOnly("pgcapacity_table_partition_skew_ratio > bool " + num(t.SkewRatio))},
+		{Record: RecordTenantIndexHolds, Expr: primaryOnly(RecordHotIndexShare + " > bool " + num(t.TenantIndexBufferRatio))},
+		{Record: RecordVacuumLagHolds, Expr: primaryOnly("(pgcapacity_table_vacuum_lag_seconds > bool " + num(retention) + ")\n" + hot)},
 		// Absent (not 0) while vacuum or analyze lag: such samples count
 		// neither way, so an ordinary autovacuum cycle does not restart the week.
-		{Record: RecordLatencyHolds, Expr: regressed},
+		{Record: RecordLatencyHolds, Expr: primaryOnly(regressed)},
 		// Rule 6 needs both a share of p95 and planning long enough to
 		// matter: point lookups plan in a tenth of a millisecond, so a share
 		// alone holds on every table.
-		{Record: RecordPlanningTimeHolds, Expr: fmt.Sprintf("(%s > bool %s)\n* on (%s)\n(max without (phase) (%s{phase=\"planning\"}) > bool %s)",
-			RecordPlanningShareHour, num(t.PlanningShare), byTable, RecordProbeP95Hour, num(t.PlanningMin.D().Seconds()))},
+		{Record: RecordPlanningTimeHolds, Expr: primaryOnly(fmt.Sprintf("(%s > bool %s)\n* on (%s)\n(max without (phase) (%s{phase=\"planning\"}) > bool %s)",
+			RecordPlanningShareHour, num(t.PlanningShare), byTable, RecordProbeP95Hour, num(t.PlanningMin.D().Seconds())))},
 
 		planning("PartitionLiveRowsHigh", "pgcapacity_table_partition_live_rows_avg", RecordLiveRowsHolds, byTable,
 			"A table's partitions have held too many live rows on average for a full business week; plan more hash partitions.",
@@ -185,18 +193,18 @@ func (g generator) operationalGroup() Group {
 			"An admin-operations check keeps failing; its findings are frozen at the last good round.",
 			fmt.Sprintf("Admin-ops check {{ $labels.check }} of pgcapacity on {{ $labels.instance }} has failed every round for %s.", promDuration(checkFailingFor))),
 		g.alert("HotPartitionVacuumLagHigh",
-			fmt.Sprintf("pgcapacity_table_vacuum_lag_seconds > %s\nand on (%s) pgcapacity_table_info{hot=\"true\"}", num(retention.Seconds()), byTable),
+			primaryOnly(fmt.Sprintf("pgcapacity_table_vacuum_lag_seconds > %s\nand on (%s) pgcapacity_table_info{hot=\"true\"}", num(retention.Seconds()), byTable)),
 			promDuration(t.VacuumLagFor.D()), SeverityWarning, CategoryAutovacuum,
 			"Autovacuum of a hot table is behind the write retention target.",
 			fmt.Sprintf("The worst partition of hot table %s%s has had dead rows above its autovacuum trigger without a vacuum for {{ $value | humanizeDuration }}, above the write retention target of %s, for %s.",
 				tableName, onInstance, promDuration(retention), promDuration(t.VacuumLagFor.D()))),
-		g.alert("TransactionIDWraparoundApproaching", "pgcapacity_table_xid_age_max > "+num(t.XIDAgeCritical), promDuration(wraparoundFor),
+		g.alert("TransactionIDWraparoundApproaching", primaryOnly("pgcapacity_table_xid_age_max > "+num(t.XIDAgeCritical)), promDuration(wraparoundFor),
 			SeverityCritical, CategoryAutovacuum,
 			"A table's oldest transaction ID is approaching wraparound; PostgreSQL will stop accepting writes if it is not frozen.",
 			fmt.Sprintf("The oldest relfrozenxid among the partitions of %s%s is {{ printf \"%%.0f\" $value }} transactions old, above %s; wraparound stops writes at about 2.1 billion.",
 				tableName, onInstance, num(t.XIDAgeCritical))),
 		g.alert("MigrationOldTableRetained",
-			fmt.Sprintf("time() - pgcapacity_migration_swapped_timestamp_seconds > %s", num(g.o.RollbackPeriod.Seconds())), "",
+			primaryOnly(fmt.Sprintf("time() - pgcapacity_migration_swapped_timestamp_seconds > %s", num(g.o.RollbackPeriod.Seconds()))), "",
 			SeverityInfo, CategoryMigration,
 			"A repartition's old table is still kept after its rollback period; drop it to reclaim its space.",
 			fmt.Sprintf("Migration {{ $labels.id }}%s swapped {{ $value | humanizeDuration }} ago, longer than the rollback period of %s, and its old table still exists.",
@@ -208,7 +216,7 @@ func (g generator) adminopsGroup() Group {
 	t := g.o.Thresholds
 	days := int(t.AdminopsReviewWindow.D() / (24 * time.Hour))
 	findings := func(check string) string {
-		return fmt.Sprintf("pgcapacity_adminops_findings{check=%q} > 0", check)
+		return primaryOnly(fmt.Sprintf("pgcapacity_adminops_findings{check=%q} > 0", check))
 	}
 	// Review alerts fire during the first days of each review period (UTC),
 	// so a finding turns into one ticket per review instead of a new one
