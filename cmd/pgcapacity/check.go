@@ -33,7 +33,7 @@ func runCheck(ctx context.Context, env *environment, args []string) (int, error)
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return exitError, err
 	}
 	if err := env.cfg.RequireDatabase(); err != nil {

@@ -21,7 +21,7 @@ func runDashboards(_ context.Context, env *environment, args []string) (int, err
 		fmt.Fprintln(env.stderr, "writes the Grafana dashboards (JSON) into DIR, the current directory when omitted;")
 		fmt.Fprintln(env.stderr, "thresholds drawn on the panels come from the PGCAPACITY_* settings, as in `pgcapacity rules`.")
 	}
-	if err := flags.Parse(args); err != nil {
+	if err := parseFlags(flags, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK, nil
 		}

@@ -22,7 +22,7 @@ func runDemo(ctx context.Context, env *environment, args []string) (int, error) 
 	scale := fs.Int("scale", 10, "data size: 1 is a few thousand rows, 1000 millions")
 	partitions := fs.Int("partitions", sigid.DefaultPartitions, "hash partitions per table")
 	seedValue := fs.Int64("seed", 1, "data generator seed")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return exitError, err
 	}
 	if *scale < 1 || *partitions < 1 {

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"sort"
-	"strings"
 	"syscall"
 
 	"github.com/prometheus/common/version"
@@ -31,6 +30,9 @@ const (
 type command struct {
 	summary string
 	run     func(ctx context.Context, env *environment, args []string) (int, error)
+	// noConfig commands run with any environment: env.cfg is the zero
+	// Config and the logger the default text one.
+	noConfig bool
 }
 
 // environment is what every subcommand gets: its configuration, a logger
@@ -44,13 +46,13 @@ type environment struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"serve":      {"run the exporter: sample PostgreSQL in the background and serve /metrics", runServe},
-		"check":      {"sample once and report which operating rules hold now (--json for machines); exit 1 when some do", runCheck},
-		"demo":       {"start a throwaway PostgreSQL with the seeded SigID schema and serve metrics on it", runDemo},
-		"rules":      {"print the Prometheus alert and recording rules for this configuration", runRules},
-		"dashboards": {"write the Grafana dashboards (JSON) into a directory", runDashboards},
-		"migrate":    {"change a table's hash partition count online (plan, start, status, resume, validate, swap, rollback, drop-old, abort)", runMigrate},
-		"version":    {"print the version", runVersion},
+		"serve":      {summary: "run the exporter: sample PostgreSQL in the background and serve /metrics", run: runServe},
+		"check":      {summary: "sample once and report which operating rules hold now (--json for machines); exit 1 when some do", run: runCheck},
+		"demo":       {summary: "start a throwaway PostgreSQL with the seeded SigID schema and serve metrics on it", run: runDemo},
+		"rules":      {summary: "print the Prometheus alert and recording rules for this configuration", run: runRules},
+		"dashboards": {summary: "write the Grafana dashboards (JSON) into a directory", run: runDashboards},
+		"migrate":    {summary: "change a table's hash partition count online (plan, start, status, resume, validate, swap, rollback, drop-old, abort)", run: runMigrate},
+		"version":    {summary: "print the version", run: runVersion, noConfig: true},
 	}
 }
 
@@ -72,10 +74,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pgcapacity: unknown command %q: run `pgcapacity help` for the list\n", args[0])
 		return exitError
 	}
-	cfg, err := config.Load()
-	if err != nil {
-		fmt.Fprintf(stderr, "pgcapacity: configuration: %v\n", err)
-		return exitError
+	var cfg config.Config
+	if !cmd.noConfig {
+		var err error
+		if cfg, err = config.Load(); err != nil {
+			fmt.Fprintf(stderr, "pgcapacity: configuration: %v\n", err)
+			return exitError
+		}
 	}
 	env := &environment{cfg: cfg, logger: newLogger(cfg, stderr), stdout: stdout, stderr: stderr}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -84,7 +89,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK // the flag set printed its usage
 	}
-	if err != nil && flagError(err) {
+	var usageErr *usageError
+	if errors.As(err, &usageErr) {
 		return exitError // the flag set printed the error and its usage
 	}
 	if err != nil {
@@ -97,17 +103,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	return code
-}
-
-// flagError tells the errors a flag.FlagSet has already printed.
-func flagError(err error) bool {
-	msg := err.Error()
-	for _, prefix := range []string{"flag provided but not defined", "invalid value", "invalid boolean", "bad flag syntax", "flag needs an argument"} {
-		if strings.HasPrefix(msg, prefix) {
-			return true
-		}
-	}
-	return false
 }
 
 func usage(w io.Writer, cmds map[string]command) {

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
+	"flag"
 	"io"
 	"net"
 	"net/http"
@@ -345,5 +347,63 @@ func TestBadFlagIsReportedOnce(t *testing.T) {
 	stderr.Reset()
 	if code := run([]string{"check", "-h"}, &stdout, &stderr); code != exitOK || !strings.Contains(stderr.String(), "-json") {
 		t.Errorf("-h: exit %d, %s", code, stderr.String())
+	}
+}
+
+// TestVersionAndHelpRunWithAnyEnvironment: only the commands that need the
+// configuration load it, so a malformed variable cannot break these.
+func TestVersionAndHelpRunWithAnyEnvironment(t *testing.T) {
+	t.Setenv("PGCAPACITY_STATS_INTERVAL", "soon")
+	t.Setenv("PGCAPACITY_LOG_LEVEL", "loud")
+	for _, args := range [][]string{{"version"}, {"help"}, {"--help"}, {}} {
+		t.Run(strings.Join(append([]string{"pgcapacity"}, args...), " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run(args, &stdout, &stderr); code != exitOK || stderr.Len() != 0 || stdout.Len() == 0 {
+				t.Errorf("exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+			}
+		})
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"check"}, &stdout, &stderr); code != exitError || !strings.Contains(stderr.String(), "PGCAPACITY_STATS_INTERVAL") {
+		t.Errorf("check with the malformed variable: exit %d, stderr %q", code, stderr.String())
+	}
+}
+
+// TestEveryCommandsFlagErrorExits2Once: a parse error is told by its type,
+// so every command's flag set reports it once and exits 2.
+func TestEveryCommandsFlagErrorExits2Once(t *testing.T) {
+	t.Setenv("PGCAPACITY_DATABASE_URL", "postgres://127.0.0.1:1/none")
+	for _, args := range [][]string{{"serve", "--bogus"}, {"check", "--json=maybe"}, {"demo", "--scale"}, {"rules", "--bogus"}, {"dashboards", "--bogus"}, {"migrate", "plan", "--bogus"}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(args, &stdout, &stderr)
+			if code != exitError || strings.Contains(stderr.String(), "pgcapacity "+args[0]+":") || !strings.Contains(strings.ToLower(stderr.String()), "usage") {
+				t.Errorf("exit %d, stderr %q", code, stderr.String())
+			}
+		})
+	}
+}
+
+func TestParseFlagsTypesItsErrors(t *testing.T) {
+	cases := []struct {
+		args      []string
+		wantUsage bool
+		wantHelp  bool
+	}{
+		{[]string{"--n=3"}, false, false},
+		{[]string{"--n=three"}, true, false},
+		{[]string{"--nope"}, true, false},
+		{[]string{"--n"}, true, false},
+		{[]string{"-h"}, false, true},
+	}
+	for _, tc := range cases {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		fs.Int("n", 0, "")
+		err := parseFlags(fs, tc.args)
+		var u *usageError
+		if errors.As(err, &u) != tc.wantUsage || errors.Is(err, flag.ErrHelp) != tc.wantHelp {
+			t.Errorf("%v: got %v", tc.args, err)
+		}
 	}
 }

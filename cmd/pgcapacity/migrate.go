@@ -74,7 +74,7 @@ func runMigrate(ctx context.Context, env *environment, args []string) (int, erro
 		fs.PrintDefaults()
 	}
 	run := cmd.flags(fs, env)
-	if err := fs.Parse(reorder(args[1:])); err != nil {
+	if err := parseFlags(fs, reorder(args[1:])); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK, nil
 		}

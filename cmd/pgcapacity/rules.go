@@ -23,7 +23,7 @@ func runRules(_ context.Context, env *environment, args []string) (int, error) {
 		fmt.Fprintln(env.stderr, "prints the alert and recording rules; thresholds come from the PGCAPACITY_* settings (pgcapacity help).")
 		flags.PrintDefaults()
 	}
-	if err := flags.Parse(args); err != nil {
+	if err := parseFlags(flags, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK, nil
 		}

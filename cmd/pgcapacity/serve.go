@@ -21,7 +21,7 @@ import (
 func runServe(ctx context.Context, env *environment, args []string) (int, error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return exitError, err
 	}
 	if err := env.cfg.RequireDatabase(); err != nil {
