@@ -49,8 +49,9 @@ type Sampler struct {
 	results     map[string]result
 	firstRounds int
 
-	snapshot atomic.Pointer[Snapshot]
-	ready    atomic.Bool
+	snapshot  atomic.Pointer[Snapshot]
+	ready     atomic.Bool
+	reconnect *reconnectGate
 }
 
 type result struct {
@@ -98,6 +99,15 @@ func NewSampler(pool *pgxpool.Pool, cs []Collector, opts SamplerOptions) (*Sampl
 		runtime: []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})},
 		results: map[string]result{},
 	}
+	// The shared backoff stops doubling at the shortest interval, so a
+	// recovered database is seen within the fastest collector's interval.
+	var shortest time.Duration
+	for i, c := range cs {
+		if i == 0 || c.Interval() < shortest {
+			shortest = c.Interval()
+		}
+	}
+	s.reconnect = newReconnectGate(pool, opts.MinBackoff, shortest)
 	for _, c := range cs {
 		s.success.WithLabelValues(c.Name()).Set(0)
 		s.duration.WithLabelValues(c.Name()).Set(0)
@@ -158,17 +168,23 @@ func (s *Sampler) round(ctx context.Context, c Collector) (err error) {
 	rctx, cancel := context.WithTimeout(ctx, s.opts.RoundTimeout)
 	defer cancel()
 	var metrics []prometheus.Metric
-	func() {
-		defer func() {
-			if r := recover(); r != nil {
-				err = fmt.Errorf("collector panicked: %v", r)
-			}
+	err = s.reconnect.check(rctx)
+	if err == nil {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					err = fmt.Errorf("collector panicked: %v", r)
+				}
+			}()
+			metrics, err = c.Collect(rctx, s.pool)
 		}()
-		metrics, err = c.Collect(rctx, s.pool)
-	}()
+	}
 	elapsed := time.Since(start)
 	if ctx.Err() != nil && err != nil {
 		return err // shutting down: not a failure of the database
+	}
+	if err != nil && unreachable(err) {
+		s.reconnect.down(err)
 	}
 	s.record(c, metrics, start, elapsed, err)
 	return err
