@@ -14,24 +14,37 @@ func selection(cfg config.Config) collector.Selection {
 	return collector.Selection{Tables: cfg.Tables, HotTables: cfg.HotTables, TenantColumn: cfg.TenantColumn}
 }
 
-// buildCollectors lists every collector serve runs, each on its own interval.
+// buildCollectors lists the collectors PGCAPACITY_COLLECTORS names, each
+// on its own interval; a collector left out is not built at all.
 func buildCollectors(env *environment) ([]collector.Collector, error) {
 	cfg := env.cfg
 	sel := selection(cfg)
-	cs := []collector.Collector{
-		collector.NewStats(sel, cfg.StatsInterval.D(), false).WithDetail(collector.DetailFromConfig(cfg)),
-		collector.NewSizes(sel, cfg.SizesInterval.D(), false).WithDetail(collector.DetailFromConfig(cfg)),
-		migrate.NewCollector(cfg.MigrationsInterval.D()),
+	build := map[string]func() (collector.Collector, error){
+		"stats": func() (collector.Collector, error) {
+			return collector.NewStats(sel, cfg.StatsInterval.D(), false).WithDetail(collector.DetailFromConfig(cfg)), nil
+		},
+		"sizes": func() (collector.Collector, error) {
+			return collector.NewSizes(sel, cfg.SizesInterval.D(), false).WithDetail(collector.DetailFromConfig(cfg)), nil
+		},
+		"migrations": func() (collector.Collector, error) { return migrate.NewCollector(cfg.MigrationsInterval.D()), nil },
+		probes.Name: func() (collector.Collector, error) {
+			return probes.NewFromConfig(cfg, env.logger) // refuses a bad probes file at start
+		},
+		statements.Name: func() (collector.Collector, error) { return statements.NewFromConfig(cfg, env.logger), nil },
+		adminops.Name: func() (collector.Collector, error) {
+			return adminops.New(cfg, env.logger) // refuses a bad admin-ops queries file at start
+		},
 	}
-	pr, err := probes.NewFromConfig(cfg, env.logger) // refuses a bad probes file at start
-	if err != nil {
-		return nil, err
+	var cs []collector.Collector
+	for _, name := range config.CollectorNames() {
+		if !cfg.CollectorEnabled(name) {
+			continue
+		}
+		c, err := build[name]()
+		if err != nil {
+			return nil, err
+		}
+		cs = append(cs, c)
 	}
-	cs = append(cs, pr, statements.NewFromConfig(cfg, env.logger))
-	ao, err := adminops.New(cfg, env.logger) // refuses a bad admin-ops queries file at start
-	if err != nil {
-		return nil, err
-	}
-	cs = append(cs, ao)
 	return cs, nil
 }

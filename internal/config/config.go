@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -53,6 +54,8 @@ type Config struct {
 	TenantColumn    string     `split_words:"true" default:"tenant_id" desc:"the tenant key column, when a table's partition key does not say it"`
 	PartitionDetail DetailMode `split_words:"true" default:"auto" desc:"which partitions publish per-partition series: all, top (the PGCAPACITY_PARTITION_TOP_K worst of each table on each signal), none (per-table aggregates only), or auto (all up to 200 watched partitions, top above); true and false of earlier releases mean all and none"`
 	PartitionTopK   int        `split_words:"true" default:"5" desc:"partitions per table and signal (live rows, dead rows above the trigger, vacuum lag, xid age, tenant-index bytes) published in the top partition detail mode"`
+
+	Collectors []string `default:"stats,sizes,migrations,probes,statements,adminops" desc:"collectors serve runs, comma-separated, of stats, sizes, migrations, probes, statements, adminops; leave one out to switch it off (its series are then absent, nothing else changes)"`
 
 	StatsInterval      Duration `split_words:"true" default:"15s" desc:"how often row counts, dead rows, vacuum and analyze state are sampled"`
 	SizesInterval      Duration `split_words:"true" default:"5m" desc:"how often heap and index sizes are sampled"`
@@ -234,6 +237,9 @@ func (c Config) Validate() error {
 			}
 		}
 	}
+	if err := validCollectors(c.Collectors); err != nil {
+		return &Error{Prefix + "_COLLECTORS", err.Error()}
+	}
 	if strings.TrimSpace(c.TenantColumn) == "" {
 		return &Error{Prefix + "_TENANT_COLUMN", "is empty: name the tenant key column, such as tenant_id"}
 	}
@@ -314,4 +320,24 @@ func Usage(w io.Writer) error {
 		return err
 	}
 	return tw.Flush()
+}
+
+// CollectorNames are the collectors serve can run, in the order it starts them.
+func CollectorNames() []string {
+	return []string{"stats", "sizes", "migrations", "probes", "statements", "adminops"}
+}
+
+// CollectorEnabled tells whether PGCAPACITY_COLLECTORS names the collector.
+func (c Config) CollectorEnabled(name string) bool { return slices.Contains(c.Collectors, name) }
+
+func validCollectors(names []string) error {
+	if len(names) == 0 {
+		return fmt.Errorf("names no collector: give some of %s", strings.Join(CollectorNames(), ","))
+	}
+	for _, n := range names {
+		if !slices.Contains(CollectorNames(), n) {
+			return fmt.Errorf("%q is not a collector: use %s", n, strings.Join(CollectorNames(), ", "))
+		}
+	}
+	return nil
 }

@@ -37,6 +37,8 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"PGCAPACITY_HOT_TABLES", "session,,referral", "empty entry"},
 		{"PGCAPACITY_TABLES", "[", "not a valid glob"},
 		{"PGCAPACITY_LOG_FORMAT", "xml", "text or json"},
+		{"PGCAPACITY_COLLECTORS", "stats,probe", `"probe" is not a collector: use stats, sizes, migrations, probes, statements, adminops`},
+		{"PGCAPACITY_COLLECTORS", "", "names no collector"},
 		{"PGCAPACITY_DATABASE_URL", "postgres://u:topsecret@host:notaport/db", "cannot be used: invalid port"},
 		// The parameter and the file are named, the password never.
 		{"PGCAPACITY_DATABASE_URL", "postgres://u:topsecret@host/db?connect_timeout=x", "invalid connect_timeout"},

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sigid/pgcapacity/internal/config"
+)
+
+// TestCollectorNamesAreTheBuiltOnes: PGCAPACITY_COLLECTORS lists exactly the
+// collectors serve builds, under the names they publish.
+func TestCollectorNamesAreTheBuiltOnes(t *testing.T) {
+	cfg := testConfig(t, "postgres://127.0.0.1:1/none")
+	cs, err := buildCollectors(&environment{cfg: cfg, logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range cs {
+		names = append(names, c.Name())
+	}
+	if !slices.Equal(names, config.CollectorNames()) {
+		t.Fatalf("serve builds %v, PGCAPACITY_COLLECTORS knows %v", names, config.CollectorNames())
+	}
+}
+
+// TestCollectorSwitchedOff: a collector left out of PGCAPACITY_COLLECTORS
+// publishes nothing, and the others still run and succeed.
+func TestCollectorSwitchedOff(t *testing.T) {
+	dbURL := newDatabase(t, balancedTable...)
+	// A series only each collector publishes.
+	own := map[string]string{
+		"stats":      "pgcapacity_table_live_rows{",
+		"sizes":      "pgcapacity_partition_heap_bytes{",
+		"migrations": "pgcapacity_migration_",
+		"probes":     "pgcapacity_probe_",
+		"statements": "pgcapacity_statements_",
+		"adminops":   "pgcapacity_adminops_",
+	}
+	for _, off := range config.CollectorNames() {
+		t.Run(off, func(t *testing.T) {
+			cfg := testConfig(t, dbURL)
+			cfg.Collectors = slices.DeleteFunc(config.CollectorNames(), func(n string) bool { return n == off })
+			addr, stop := serveInProcess(t, cfg)
+			defer stop()
+			var body string
+			eventually(t, "every enabled collector has run", 60*time.Second, func() bool {
+				_, body = scrape(t, addr)
+				for _, on := range cfg.Collectors {
+					if v, ok := metricValue(body, `pgcapacity_collector_duration_seconds{collector="`+on+`"}`); !ok || v == "0" {
+						return false
+					}
+				}
+				return true
+			})
+			if strings.Contains(body, `collector="`+off+`"`) {
+				t.Errorf("%s is switched off but has collector series", off)
+			}
+			for _, line := range strings.Split(body, "\n") {
+				if strings.HasPrefix(line, own[off]) {
+					t.Errorf("%s is switched off but publishes %s", off, line)
+				}
+			}
+			if off != "stats" && !strings.Contains(body, own["stats"]) {
+				t.Errorf("stats is on but publishes no %s", own["stats"])
+			}
+		})
+	}
+}
