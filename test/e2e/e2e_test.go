@@ -7,8 +7,6 @@ package e2e
 import (
 	"context"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -17,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/sigid/pgcapacity/internal/sigid"
 	"github.com/sigid/pgcapacity/internal/throwaway/pgtest"
+	"github.com/sigid/pgcapacity/test/harness"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -84,12 +83,7 @@ func seed(t *testing.T, url string) {
 // returns the file and its alerts by name.
 func generatedRules(t *testing.T, bin string) (string, map[string]map[string]any) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "pgcapacity.rules.yml")
-	cmd := exec.Command(bin, "rules", "-o", path)
-	cmd.Env = append(withoutPgcapacity(os.Environ()), ruleSettings...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("pgcapacity rules: %v\n%s", err, out)
-	}
+	path := harness.Rules(t, bin, ruleSettings)
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -113,53 +107,6 @@ func generatedRules(t *testing.T, bin string) (string, map[string]map[string]any
 	return path, alerts
 }
 
-func withoutPgcapacity(env []string) []string {
-	return slices.DeleteFunc(slices.Clone(env), func(kv string) bool { return strings.HasPrefix(kv, "PGCAPACITY_") })
-}
-
-// startPrometheus runs Debian's Prometheus with the shipped configuration,
-// its targets, rule file and timers replaced for the test.
-func startPrometheus(t *testing.T, exporter, alertmanager, rules string) string {
-	t.Helper()
-	b, err := os.ReadFile(shippedProm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg struct {
-		Global        map[string]any `yaml:"global"`
-		RuleFiles     []string       `yaml:"rule_files"`
-		Alerting      map[string]any `yaml:"alerting"`
-		ScrapeConfigs []struct {
-			JobName       string           `yaml:"job_name"`
-			StaticConfigs []map[string]any `yaml:"static_configs"`
-		} `yaml:"scrape_configs"`
-	}
-	if err := yaml.Unmarshal(b, &cfg); err != nil {
-		t.Fatalf("%s: %v", shippedProm, err)
-	}
-	if len(cfg.ScrapeConfigs) != 1 || cfg.ScrapeConfigs[0].JobName != "pgcapacity" || len(cfg.ScrapeConfigs[0].StaticConfigs) != 1 || len(cfg.RuleFiles) != 1 {
-		t.Fatalf("%s: want one pgcapacity scrape job with one static target and one rule file", shippedProm)
-	}
-	cfg.Global["scrape_interval"] = "1s"
-	cfg.Global["evaluation_interval"] = "1s"
-	cfg.RuleFiles = []string{rules}
-	cfg.ScrapeConfigs[0].StaticConfigs[0]["targets"] = []string{exporter}
-	cfg.Alerting = map[string]any{"alertmanagers": []any{map[string]any{"static_configs": []any{map[string]any{"targets": []string{strings.TrimPrefix(alertmanager, "http://")}}}}}}
-	// The shipped file passes promtool once its rule file exists.
-	path := writeYAML(t, "prometheus.yml", cfg)
-	if out, err := exec.Command(binary(t, "promtool"), "check", "config", path).CombinedOutput(); err != nil {
-		t.Fatalf("promtool check config: %v\n%s", err, out)
-	}
-	addr := freeAddr(t)
-	p := start(t, "prometheus", nil, binary(t, "prometheus"),
-		"--config.file="+path,
-		"--storage.tsdb.path="+t.TempDir(),
-		"--web.listen-address="+addr)
-	base := "http://" + addr
-	waitHTTP(t, base+"/-/ready", p)
-	return base
-}
-
 type promAlert struct {
 	Labels map[string]string `json:"labels"`
 	State  string            `json:"state"`
@@ -167,15 +114,15 @@ type promAlert struct {
 
 func TestEndToEnd(t *testing.T) {
 	began := time.Now()
-	bin := buildPgcapacity(t)
+	bin := harness.BuildPgcapacity(t)
 	url := pgtest.NewDatabase(t, &cluster)
 	seed(t, url)
 	rules, generated := generatedRules(t, bin)
 
 	hook := newWebhook(t)
 	am := startAlertmanager(t, hook.url)
-	exporter := freeAddr(t)
-	serve := start(t, "pgcapacity", append(ruleSettings,
+	exporter := harness.FreeAddr(t)
+	serve := harness.Start(t, "pgcapacity", append(ruleSettings,
 		"PGCAPACITY_DATABASE_URL="+url,
 		"PGCAPACITY_LISTEN_ADDRESS="+exporter,
 		"PGCAPACITY_STATS_INTERVAL=1s",
@@ -183,8 +130,8 @@ func TestEndToEnd(t *testing.T) {
 		"PGCAPACITY_PROBE_INTERVAL=1s",
 		"PGCAPACITY_ADMINOPS_INTERVAL=2s",
 	), bin, "serve")
-	waitHTTP(t, "http://"+exporter+"/readyz", serve)
-	prom := startPrometheus(t, exporter, am, rules)
+	harness.WaitHTTP(t, "http://"+exporter+"/readyz", serve)
+	prom := harness.StartPrometheus(t, exporter, am, rules)
 	t.Logf("setup took %v", time.Since(began).Round(time.Millisecond))
 
 	got := hook.waitFor(t, 90*time.Second, "PartitionSkewHigh", "AdminopsAdminsWithoutMFA")
@@ -238,7 +185,7 @@ func TestEndToEnd(t *testing.T) {
 			Alerts []promAlert `json:"alerts"`
 		} `json:"data"`
 	}
-	getJSON(t, prom+"/api/v1/alerts", &alerts)
+	harness.GetJSON(t, prom+"/api/v1/alerts", &alerts)
 	for _, a := range alerts.Data.Alerts {
 		if name := a.Labels["alertname"]; name != "PartitionSkewHigh" && name != "AdminopsAdminsWithoutMFA" || a.Labels["table"] != "" && a.Labels["table"] != "session" {
 			t.Errorf("Prometheus has an unexpected %s alert: %s", a.State, fmtLabels(a.Labels))
@@ -254,7 +201,7 @@ func TestEndToEnd(t *testing.T) {
 			} `json:"result"`
 		} `json:"data"`
 	}
-	getJSON(t, prom+`/api/v1/query?query=max_over_time(schema_table:pgcapacity_planning_skew:holds[20s])`, &query)
+	harness.GetJSON(t, prom+`/api/v1/query?query=max_over_time(schema_table:pgcapacity_planning_skew:holds[20s])`, &query)
 	judged := map[string]string{}
 	for _, r := range query.Data.Result {
 		judged[r.Metric["table"]] = r.Value[1].(string)
@@ -298,7 +245,7 @@ func TestAlertmanagerRoutesAndInhibits(t *testing.T) {
 			InhibitedBy []string `json:"inhibitedBy"`
 		} `json:"status"`
 	}
-	getJSON(t, am+"/api/v2/alerts", &state)
+	harness.GetJSON(t, am+"/api/v2/alerts", &state)
 	inhibited := 0
 	for _, a := range state {
 		isTarget := a.Labels["alertname"] == "PartitionSkewHigh" && a.Labels["instance"] == "db1:9842"
