@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -16,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -25,8 +23,8 @@ import (
 
 	"github.com/sigid/pgcapacity/dashboards/internal/lint"
 	"github.com/sigid/pgcapacity/internal/config"
-	"github.com/sigid/pgcapacity/internal/sigid"
 	"github.com/sigid/pgcapacity/internal/throwaway/pgtest"
+	"github.com/sigid/pgcapacity/test/harness"
 )
 
 var cluster pgtest.Cluster
@@ -60,8 +58,8 @@ func TestDashboardQueriesNameServedMetrics(t *testing.T) {
 	defer cancel()
 
 	dbURL := pgtest.NewDatabase(t, &cluster)
-	seed(ctx, t, dbURL)
-	bin := buildBinary(t)
+	harness.SeedSigID(ctx, t, dbURL)
+	bin := harness.BuildPgcapacity(t)
 	seedMigration(ctx, t, bin, dbURL)
 	served := servedMetrics(ctx, t, bin, dbURL)
 	records := recordingRules(t)
@@ -158,22 +156,6 @@ func TestDashboardQueriesNameServedMetrics(t *testing.T) {
 	}
 }
 
-// seed creates the SigID reference schema with a small data set.
-func seed(ctx context.Context, t *testing.T, dbURL string) {
-	t.Helper()
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if err := sigid.Apply(ctx, conn, sigid.SchemaOptions{}); err != nil {
-		t.Fatalf("creating the SigID schema: %v", err)
-	}
-	if _, err := sigid.Generate(ctx, conn, sigid.DefaultGenerate(1)); err != nil {
-		t.Fatalf("loading SigID data: %v", err)
-	}
-}
-
 // seedMigration repartitions referral and swaps it, so the migrations
 // collector has series (it has none while no migration is recorded).
 func seedMigration(ctx context.Context, t *testing.T, bin, dbURL string) {
@@ -184,34 +166,8 @@ func seedMigration(ctx context.Context, t *testing.T, bin, dbURL string) {
 		{"migrate", "swap", "1", "--now", "drift test"},
 	}
 	for _, args := range steps {
-		cmd := exec.CommandContext(ctx, bin, args...)
-		cmd.Env = append(cleanEnv(), config.Prefix+"_DATABASE_URL="+dbURL)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("pgcapacity %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
+		harness.Run(ctx, t, bin, dbURL, args...)
 	}
-}
-
-// cleanEnv is the environment without any PGCAPACITY_ setting of the caller.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, config.Prefix+"_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
-// buildBinary builds the pgcapacity command the way users get it.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "pgcapacity")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/sigid/pgcapacity/cmd/pgcapacity").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build ./cmd/pgcapacity: %v\n%s", err, out)
-	}
-	return bin
 }
 
 type lockedBuffer struct {
@@ -244,7 +200,7 @@ func servedMetrics(ctx context.Context, t *testing.T, bin, dbURL string) map[str
 	ln.Close()
 
 	cmd := exec.CommandContext(ctx, bin, "serve")
-	cmd.Env = append(cleanEnv(),
+	cmd.Env = append(harness.WithoutPgcapacity(os.Environ()),
 		config.Prefix+"_DATABASE_URL="+dbURL,
 		config.Prefix+"_LISTEN_ADDRESS="+addr,
 		config.Prefix+"_LOG_LEVEL=warn")

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/sigid/pgcapacity/internal/sigid"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -242,4 +244,32 @@ func StartPrometheus(t *testing.T, exporter, alertmanager, rules string) string 
 	base := "http://" + addr
 	WaitHTTP(t, base+"/-/ready", p)
 	return base
+}
+
+// SeedSigID creates the SigID reference schema with its generated data
+// set (scale 1) in the database at dbURL.
+func SeedSigID(ctx context.Context, t *testing.T, dbURL string) {
+	t.Helper()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if err := sigid.Apply(ctx, conn, sigid.SchemaOptions{}); err != nil {
+		t.Fatalf("creating the SigID schema: %v", err)
+	}
+	if _, err := sigid.Generate(ctx, conn, sigid.DefaultGenerate(1)); err != nil {
+		t.Fatalf("loading SigID data: %v", err)
+	}
+}
+
+// Run runs one pgcapacity command against dbURL, without the caller's
+// PGCAPACITY_ settings, and fails the test when it fails.
+func Run(ctx context.Context, t *testing.T, bin, dbURL string, args ...string) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(WithoutPgcapacity(os.Environ()), "PGCAPACITY_DATABASE_URL="+dbURL)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("pgcapacity %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
 }

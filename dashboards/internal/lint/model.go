@@ -25,6 +25,7 @@ type DatasourceRef struct {
 type Target struct {
 	RefID      string         `json:"refId"`
 	Expr       string         `json:"expr"`
+	Instant    bool           `json:"instant"` // else a range query
 	Datasource *DatasourceRef `json:"datasource"`
 }
 
