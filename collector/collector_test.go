@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sigid/pgcapacity/collector"
 	"github.com/sigid/pgcapacity/internal/dbpool"
 	"github.com/sigid/pgcapacity/internal/pgstat"
@@ -482,3 +483,51 @@ func TestVacuumLagSurvivesARestart(t *testing.T) {
 		t.Errorf("table lag %v, partition lag %v", a.VacuumLag, p.VacuumLag)
 	}
 }
+
+// PostgreSQL 18 reports cumulative vacuum time; before 18 the series are absent.
+func TestVacuumTimeCountersOnlyFrom18(t *testing.T) {
+	f := newFixture(t, hashTable("vt", 2)...)
+	f.exec(`INSERT INTO vt SELECT gen_random_uuid(), g, 'x' FROM generate_series(1, 500) g`)
+	f.exec(`VACUUM vt`)
+	f.exec("SELECT 1")
+	stats := collector.NewStats(collector.Selection{TenantColumn: "tenant_id"}, time.Minute, true)
+	srv, tables, err := stats.Sample(f.ctx, f.pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range byName(tables)["public.vt"].Partitions {
+		if p.HasVacuumTime != (srv.VersionNum >= 180000) {
+			t.Errorf("%s on %d: vacuum time present %v", p.Name, srv.VersionNum, p.HasVacuumTime)
+		}
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(collectorFunc(func(ch chan<- prometheus.Metric) {
+		ms, err := stats.Collect(f.ctx, f.pool)
+		if err != nil {
+			t.Error(err)
+		}
+		for _, m := range ms {
+			ch <- m
+		}
+	}))
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]bool{}
+	for _, mf := range families {
+		found[mf.GetName()] = true
+	}
+	for _, name := range []string{"pgcapacity_partition_vacuum_seconds_total", "pgcapacity_partition_autovacuum_seconds_total",
+		"pgcapacity_table_vacuum_seconds_total", "pgcapacity_table_autovacuum_seconds_total"} {
+		if found[name] != (srv.VersionNum >= 180000) {
+			t.Errorf("%s present %v on %d", name, found[name], srv.VersionNum)
+		}
+	}
+}
+
+// collectorFunc is an unchecked prometheus.Collector over a function.
+type collectorFunc func(chan<- prometheus.Metric)
+
+func (collectorFunc) Describe(chan<- *prometheus.Desc)      {}
+func (c collectorFunc) Collect(ch chan<- prometheus.Metric) { c(ch) }

@@ -48,6 +48,10 @@ type Partition struct {
 	VacuumLag        time.Duration
 	AnalyzeLag       time.Duration
 	XIDAge           float64
+	// PostgreSQL 18+: cumulative time spent in manual and auto vacuum.
+	VacuumSeconds     float64
+	AutovacuumSeconds float64
+	HasVacuumTime     bool
 }
 
 // PartitionSizes are a leaf partition's on-disk sizes.

@@ -82,6 +82,12 @@ LEFT JOIN leaves l ON l.root = r.root
 LEFT JOIN pg_catalog.pg_class toast ON toast.oid = l.reltoastrelid
 ORDER BY r.root_schema, r.root_name, l.relname`
 
+// vacuumTimeSQL reads PostgreSQL 18's cumulative vacuum time per partition
+// (milliseconds); the functions do not exist before 18, so it runs only there.
+const vacuumTimeSQL = `
+SELECT o.oid, pg_catalog.pg_stat_get_total_vacuum_time(o.oid)::float8, pg_catalog.pg_stat_get_total_autovacuum_time(o.oid)::float8
+FROM unnest($1::oid[]) AS o(oid)`
+
 // Selection decides which partitioned tables are watched and which are hot.
 type Selection struct {
 	Tables       []string // patterns; empty: every hash-partitioned table
@@ -163,8 +169,48 @@ func (s *Stats) Sample(ctx context.Context, db *pgxpool.Pool) (Server, []Table, 
 	if err := db.SendBatch(ctx, &batch).Close(); err != nil {
 		return srv, nil, fmt.Errorf("reading partition statistics: %w", err)
 	}
+	if srv.VersionNum >= 180000 {
+		if err := readVacuumTime(ctx, db, tables); err != nil {
+			return srv, nil, err
+		}
+	}
 	s.applyLag(srv, tables)
 	return srv, tables, nil
+}
+
+// readVacuumTime fills the vacuum time counters of PostgreSQL 18+.
+func readVacuumTime(ctx context.Context, db *pgxpool.Pool, tables []Table) error {
+	byOID := map[uint32]*Partition{}
+	oids := []uint32{}
+	for ti := range tables {
+		for pi := range tables[ti].Partitions {
+			p := &tables[ti].Partitions[pi]
+			byOID[p.OID] = p
+			oids = append(oids, p.OID)
+		}
+	}
+	if len(oids) == 0 {
+		return nil
+	}
+	rows, err := db.Query(ctx, vacuumTimeSQL, oids)
+	if err != nil {
+		return fmt.Errorf("reading vacuum time: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var oid uint32
+		var vacuumMS, autovacuumMS float64
+		if err := rows.Scan(&oid, &vacuumMS, &autovacuumMS); err != nil {
+			return fmt.Errorf("reading vacuum time: %w", err)
+		}
+		if p := byOID[oid]; p != nil {
+			p.VacuumSeconds, p.AutovacuumSeconds, p.HasVacuumTime = vacuumMS/1000, autovacuumMS/1000, true
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading vacuum time: %w", err)
+	}
+	return nil
 }
 
 func (s *Stats) scanTables(rows pgx.Rows, srv *Server) ([]Table, error) {

@@ -38,15 +38,19 @@ var (
 	descTableAnalyzeLag = newDesc("table_analyze_lag_seconds", "Worst partition's time with modified rows above its own autoanalyze trigger and no analyze.", tableLabels)
 	descTableXIDAge     = newDesc("table_xid_age_max", "Oldest relfrozenxid age among the table's partitions (and their TOAST tables).", tableLabels)
 
-	descPartLive          = newDesc("partition_live_rows", "Live rows of the partition (pg_stat_user_tables.n_live_tup; reltuples on a standby).", partitionLabels)
-	descPartDead          = newDesc("partition_dead_rows", "Dead rows of the partition (pg_stat_user_tables.n_dead_tup).", partitionLabels)
-	descPartThreshold     = newDesc("partition_autovacuum_threshold_rows", "Dead rows that trigger autovacuum of this partition: threshold + scale_factor × reltuples, reloptions respected.", partitionLabels)
-	descPartLastVacuum    = newDesc("partition_last_vacuum_timestamp_seconds", "Last vacuum or autovacuum of the partition; 0 when never.", partitionLabels)
-	descPartLastAnalyze   = newDesc("partition_last_analyze_timestamp_seconds", "Last analyze or autoanalyze of the partition; 0 when never.", partitionLabels)
-	descPartVacuumLag     = newDesc("partition_vacuum_lag_seconds", "Time the partition's dead rows have stood above its autovacuum trigger without a vacuum; 0 below it.", partitionLabels)
-	descPartAnalyzeLag    = newDesc("partition_analyze_lag_seconds", "Time the partition's modified rows have stood above its autoanalyze trigger without an analyze; 0 below it.", partitionLabels)
-	descPartXIDAge        = newDesc("partition_xid_age", "Age of the partition's relfrozenxid (or its TOAST table's, whichever is older).", partitionLabels)
-	descPartAutovacuumOff = newDesc("partition_autovacuum_disabled", "1 when autovacuum_enabled=false is set on the partition.", partitionLabels)
+	descPartLive            = newDesc("partition_live_rows", "Live rows of the partition (pg_stat_user_tables.n_live_tup; reltuples on a standby).", partitionLabels)
+	descPartDead            = newDesc("partition_dead_rows", "Dead rows of the partition (pg_stat_user_tables.n_dead_tup).", partitionLabels)
+	descPartThreshold       = newDesc("partition_autovacuum_threshold_rows", "Dead rows that trigger autovacuum of this partition: threshold + scale_factor × reltuples, reloptions respected.", partitionLabels)
+	descPartLastVacuum      = newDesc("partition_last_vacuum_timestamp_seconds", "Last vacuum or autovacuum of the partition; 0 when never.", partitionLabels)
+	descPartLastAnalyze     = newDesc("partition_last_analyze_timestamp_seconds", "Last analyze or autoanalyze of the partition; 0 when never.", partitionLabels)
+	descPartVacuumLag       = newDesc("partition_vacuum_lag_seconds", "Time the partition's dead rows have stood above its autovacuum trigger without a vacuum; 0 below it.", partitionLabels)
+	descPartAnalyzeLag      = newDesc("partition_analyze_lag_seconds", "Time the partition's modified rows have stood above its autoanalyze trigger without an analyze; 0 below it.", partitionLabels)
+	descPartXIDAge          = newDesc("partition_xid_age", "Age of the partition's relfrozenxid (or its TOAST table's, whichever is older).", partitionLabels)
+	descPartVacuumTime      = newDesc("partition_vacuum_seconds_total", "Time spent in manual VACUUM of the partition (PostgreSQL 18+ total_vacuum_time); absent before 18.", partitionLabels)
+	descPartAutovacuumTime  = newDesc("partition_autovacuum_seconds_total", "Time spent in autovacuum of the partition (PostgreSQL 18+ total_autovacuum_time); absent before 18.", partitionLabels)
+	descTableVacuumTime     = newDesc("table_vacuum_seconds_total", "Time spent in manual VACUUM of the table's partitions (PostgreSQL 18+); absent before 18.", tableLabels)
+	descTableAutovacuumTime = newDesc("table_autovacuum_seconds_total", "Time spent in autovacuum of the table's partitions (PostgreSQL 18+); absent before 18.", tableLabels)
+	descPartAutovacuumOff   = newDesc("partition_autovacuum_disabled", "1 when autovacuum_enabled=false is set on the partition.", partitionLabels)
 )
 
 // Collect implements Collector.
@@ -87,6 +91,10 @@ func (s *Stats) metrics(srv Server, tables []Table) []prometheus.Metric {
 			out.add(descTableAnalyzeLag, a.AnalyzeLag.Seconds(), t.Schema, t.Name)
 		}
 		out.add(descTableXIDAge, a.XIDAgeMax, t.Schema, t.Name)
+		if vacuum, autovacuum, ok := vacuumTime(t.Partitions); ok {
+			out.addCounter(descTableVacuumTime, vacuum, t.Schema, t.Name)
+			out.addCounter(descTableAutovacuumTime, autovacuum, t.Schema, t.Name)
+		}
 		shown := shownPartitions(mode, len(t.Partitions), s.detail.TopK, worstStatsSignals(t.Partitions)...)
 		for i, p := range t.Partitions {
 			if shown != nil && !shown[i] {
@@ -104,6 +112,11 @@ func (s *Stats) metrics(srv Server, tables []Table) []prometheus.Metric {
 			}
 			out.addShared(descPartXIDAge, p.XIDAge, l)
 			out.addShared(descPartAutovacuumOff, boolFloat(p.AutovacuumOff), l)
+			if p.HasVacuumTime {
+				v := []string{strings.ToValidUTF8(t.Schema, "\uFFFD"), strings.ToValidUTF8(t.Name, "\uFFFD"), strings.ToValidUTF8(p.Name, "\uFFFD")}
+				out.addCounter(descPartVacuumTime, p.VacuumSeconds, v...)
+				out.addCounter(descPartAutovacuumTime, p.AutovacuumSeconds, v...)
+			}
 		}
 	}
 	return out
@@ -121,8 +134,22 @@ func worstStatsSignals(parts []Partition) []signal {
 	}
 }
 
-// metricList collects gauges; every value here is a gauge.
+// vacuumTime sums the PostgreSQL 18 vacuum time counters of a table.
+func vacuumTime(parts []Partition) (vacuum, autovacuum float64, ok bool) {
+	for _, p := range parts {
+		if p.HasVacuumTime {
+			vacuum, autovacuum, ok = vacuum+p.VacuumSeconds, autovacuum+p.AutovacuumSeconds, true
+		}
+	}
+	return vacuum, autovacuum, ok
+}
+
+// metricList collects the round's metrics; gauges unless added as counters.
 type metricList []prometheus.Metric
+
+func (m *metricList) addCounter(desc *prometheus.Desc, value float64, labels ...string) {
+	*m = append(*m, prometheus.MustNewConstMetric(desc, prometheus.CounterValue, value, labels...))
+}
 
 func (m *metricList) add(desc *prometheus.Desc, value float64, labels ...string) {
 	*m = append(*m, prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, value, labels...))
