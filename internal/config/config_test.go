@@ -42,7 +42,7 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"PGCAPACITY_DATABASE_URL", "postgres://u:topsecret@host:notaport/db", "cannot be used: invalid port"},
 		// The parameter and the file are named, the password never.
 		{"PGCAPACITY_DATABASE_URL", "postgres://u:topsecret@host/db?connect_timeout=x", "invalid connect_timeout"},
-		{"PGCAPACITY_DATABASE_URL", "postgres://u:topsecret@host/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem", "/nonexistent/ca.pem"},
+		{"PGCAPACITY_DATABASE_URL", "postgres://u:topsecret@host/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem", "parameter sslrootcert: failed to configure TLS (unable to read CA file: open /nonexistent/ca.pem"},
 		// PostgreSQL takes int milliseconds; the statement timeout is doubled
 		// for idle_in_transaction_session_timeout.
 		{"PGCAPACITY_QUERY_TIMEOUT", "30d", "more than PostgreSQL accepts"},

@@ -43,8 +43,23 @@ func millis(d time.Duration) string {
 func DescribeParseError(err error) string {
 	var pe *pgconn.ParseConfigError
 	if errors.As(err, &pe) {
+		// pgx's file errors give only the path: name the parameter too.
+		fileParameters := []struct{ pgxMessage, parameter string }{
+			{"unable to read CA file", "sslrootcert"},
+			{"unable to add CA to cert pool", "sslrootcert"},
+			{"unable to read sslkey", "sslkey"},
+			{"unable to decrypt key", "sslkey"},
+			{"unable to read cert", "sslcert"},
+			{"unable to load cert", "sslcert"},
+			{"failed to read service file", "servicefile"},
+		}
 		// Its message quotes the (redacted) string before the reason.
 		if _, reason, ok := strings.Cut(pe.Error(), "`: "); ok {
+			for _, f := range fileParameters {
+				if strings.Contains(reason, f.pgxMessage) {
+					return "parameter " + f.parameter + ": " + reason
+				}
+			}
 			return reason
 		}
 	}

@@ -38,7 +38,7 @@ func TestParseErrorNamesTheParameterNotThePassword(t *testing.T) {
 	if err == nil {
 		t.Fatal("a missing sslrootcert file was accepted")
 	}
-	for _, want := range []string{"CA file", "/nonexistent/ca.pem"} {
+	for _, want := range []string{"sslrootcert", "CA file", "/nonexistent/ca.pem"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
