@@ -69,7 +69,20 @@ func overview(opts Options) *dashboard.DashboardBuilder {
 			WithTarget(series("A", sel("pgcapacity_hot_tenant_index_bytes"), "hot tenant indexes {{instance}}")).
 			WithTarget(series("B", fmt.Sprintf("%s * %g", sel("pgcapacity_shared_buffers_bytes"), t.TenantIndexBufferRatio), fmt.Sprintf("shared_buffers × %g {{instance}}", t.TenantIndexBufferRatio))).
 			OverrideByQuery("B", referenceLine()).
-			Span(13).Height(6))
+			Span(13).Height(6)).
+		WithPanel(newStat(6, "Server role",
+			"Primary or standby (pg_is_in_recovery()). On a standby live rows come from the replicated reltuples, vacuum and analyze lag are not published, and the rules evaluate on primaries only.",
+			units.NoUnit).
+			WithTarget(latest("A", sel("pgcapacity_in_recovery"), "{{instance}}")).
+			Thresholds(neutral()).
+			Mappings(roleMappings()).
+			Span(3).Height(6)).
+		WithPanel(newBarGauge(7, "Series published per family",
+			"How many series each metric family of pgcapacity publishes now: what one exporter costs the Prometheus storing it. Per-partition families shrink with PGCAPACITY_PARTITION_DETAIL=top or none.",
+			units.Short).
+			WithTarget(latest("A", "sort_desc(sum by (family) ("+sel("pgcapacity_exporter_series")+"))", "{{family}}")).
+			Thresholds(neutral()).
+			Span(21).Height(6))
 
 	// One row per watched table: Grafana repeats it for every value of $table.
 	b.WithRow(dashboard.NewRowBuilder("Table $table").Id(10).Repeat("table")).
@@ -169,6 +182,17 @@ func exporterUp() string {
 	return "min by (" + byTarget + ") (" + sel("pgcapacity_up") + ") or " + on +
 		" (min by (" + byTarget + ") (" + sel("up") + ") and " + on +
 		" group by (" + byTarget + ") (present_over_time(" + sel("pgcapacity_up") + "[1d])))"
+}
+
+// roleMappings names pgcapacity_in_recovery.
+func roleMappings() []dashboard.ValueMapping {
+	return []dashboard.ValueMapping{{ValueMap: &dashboard.ValueMap{
+		Type: dashboard.MappingTypeValueToText,
+		Options: map[string]dashboard.ValueMappingResult{
+			"0": {Text: ptr("primary"), Color: ptr("blue")},
+			"1": {Text: ptr("standby"), Color: ptr("purple")},
+		},
+	}}}
 }
 
 // upMappings names the exporter's two states.

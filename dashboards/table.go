@@ -63,6 +63,13 @@ func tableDetail(opts Options) *dashboard.DashboardBuilder {
 			Thresholds(redAt(t.XIDAgeCritical)).Span(3).Height(4))
 
 	b.WithRow(dashboard.NewRowBuilder("Rows per partition").Id(10)).
+		WithPanel(newStat(13, "Partitions shown",
+			"Which partitions the per-partition panels below show (PGCAPACITY_PARTITION_DETAIL): all of them, only the top_k worst of each table on each signal (the table-wide panels above still count every partition), or none (the per-partition panels stay empty).",
+			units.NoUnit).
+			WithTarget(latest("A", sel("pgcapacity_partition_detail_info"), "{{mode}} (top_k {{top_k}})")).
+			Thresholds(neutral()).
+			TextMode(common.BigValueTextModeName).
+			Span(24).Height(3)).
 		WithPanel(newBarGauge(11, "Live rows per partition, largest first",
 			"Every partition's live rows, sorted. Even hashing gives bars of about the same length; a few long bars at the top are skew, usually a few very large tenants sharing a partition.",
 			units.Short).
