@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/sigid/pgcapacity/internal/pgstat"
+	"github.com/sigid/pgcapacity/internal/testutil"
 	"github.com/sigid/pgcapacity/internal/throwaway/pgtest"
 )
 
@@ -37,16 +37,6 @@ func buildBinary(t *testing.T) string {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
-}
-
-func freeAddress(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // newDatabase creates a database with one small hash-partitioned table.
@@ -148,7 +138,7 @@ func TestServeSurvivesDatabaseStopAndRestart(t *testing.T) {
 	bin := buildBinary(t)
 	const password = "s3cret-Pa55word"
 	dbURL := withPassword(t, newDatabase(t, balancedTable...), password)
-	addr := freeAddress(t)
+	addr := testutil.FreeAddress(t)
 	cmd := exec.Command(bin, "serve")
 	cmd.Env = append(os.Environ(),
 		"PGCAPACITY_DATABASE_URL="+dbURL,

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/sigid/pgcapacity/collector"
 	"github.com/sigid/pgcapacity/internal/config"
+	"github.com/sigid/pgcapacity/internal/testutil"
 	"github.com/sigid/pgcapacity/internal/throwaway"
 )
 
@@ -135,7 +136,7 @@ func TestServeRefusesAnAdminopsQueryThatDoesNotFit(t *testing.T) {
 	}
 	t.Setenv("PGCAPACITY_DATABASE_URL", dbURL)
 	t.Setenv("PGCAPACITY_ADMINOPS_QUERIES_FILE", file)
-	t.Setenv("PGCAPACITY_LISTEN_ADDRESS", freeAddress(t))
+	t.Setenv("PGCAPACITY_LISTEN_ADDRESS", testutil.FreeAddress(t))
 	var stdout, stderr bytes.Buffer
 	code := run([]string{"serve"}, &stdout, &stderr)
 	if code != exitError || !strings.Contains(stderr.String(), "admins_without_mfa") {

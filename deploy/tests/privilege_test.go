@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -32,6 +31,7 @@ import (
 	"github.com/sigid/pgcapacity/internal/dbpool"
 	"github.com/sigid/pgcapacity/internal/playbook"
 	"github.com/sigid/pgcapacity/internal/sigid"
+	"github.com/sigid/pgcapacity/internal/testutil"
 	"github.com/sigid/pgcapacity/internal/throwaway/pgtest"
 	"github.com/sigid/pgcapacity/migrate"
 )
@@ -168,16 +168,6 @@ WHERE p.isleaf`, table).Scan(&visible, &leaves)
 	return visible, leaves
 }
 
-func freeAddress(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func get(addr, path string) (int, string, error) {
 	resp, err := http.Get("http://" + addr + path)
 	if err != nil {
@@ -286,7 +276,7 @@ func TestServeAsMonitoringRole(t *testing.T) {
 	}
 
 	// serve: every collector succeeds, round after round.
-	addr := freeAddress(t)
+	addr := testutil.FreeAddress(t)
 	serve := exec.CommandContext(ctx, img.pgcapacity, "serve")
 	serve.Env = pgcapacityEnv(
 		"PGCAPACITY_DATABASE_URL="+monURL,
