@@ -71,3 +71,27 @@ func TestCollectorSwitchedOff(t *testing.T) {
 		})
 	}
 }
+
+// TestAdminopsNotApplicable: on a database without the admin-ops tables the
+// checks are not applicable, which is not failing: the collector succeeds
+// and each check reports pgcapacity_adminops_check_applicable 0.
+func TestAdminopsNotApplicable(t *testing.T) {
+	cfg := testConfig(t, newDatabase(t, balancedTable...))
+	cfg.Collectors = []string{"adminops"}
+	addr, stop := serveInProcess(t, cfg)
+	defer stop()
+	var body string
+	eventually(t, "the admin-ops collector has run", 60*time.Second, func() bool {
+		_, body = scrape(t, addr)
+		v, ok := metricValue(body, `pgcapacity_collector_duration_seconds{collector="adminops"}`)
+		return ok && v != "0"
+	})
+	if v, _ := metricValue(body, `pgcapacity_collector_success{collector="adminops"}`); v != "1" {
+		t.Errorf("pgcapacity_collector_success{collector=\"adminops\"} = %q, want 1", v)
+	}
+	for _, check := range []string{"stale_invitations", "unreviewed_admins", "admins_without_mfa", "tenants_below_two_admins"} {
+		if v, _ := metricValue(body, `pgcapacity_adminops_check_applicable{check="`+check+`"}`); v != "0" {
+			t.Errorf("pgcapacity_adminops_check_applicable{check=%q} = %q, want 0", check, v)
+		}
+	}
+}

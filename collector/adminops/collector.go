@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -32,6 +34,8 @@ var (
 		"How long the admin-operations check took in the last round.", []string{"check"}, nil)
 	checkLastSuccessDesc = prometheus.NewDesc("pgcapacity_adminops_check_last_success_timestamp_seconds",
 		"When the admin-operations check last succeeded; absent before the first success.", []string{"check"}, nil)
+	checkApplicableDesc = prometheus.NewDesc("pgcapacity_adminops_check_applicable",
+		"1 when the database has what the admin-operations check reads, 0 when it does not (not a failure: configure PGCAPACITY_ADMINOPS_QUERIES_FILE).", []string{"check"}, nil)
 	checkInfoDesc = prometheus.NewDesc("pgcapacity_adminops_check_info",
 		"Which query each admin-operations check runs: default, override or disabled (value 1).", []string{"check", "query"}, nil)
 )
@@ -44,8 +48,9 @@ type Collector struct {
 	interval time.Duration
 	logger   *slog.Logger
 
-	mu       sync.Mutex
-	lastGood map[string]CheckResult // per check, its latest successful result
+	mu            sync.Mutex
+	lastGood      map[string]CheckResult // per check, its latest successful result
+	notApplicable map[string]string      // per check, what this database lacks (from Validate)
 }
 
 // New loads the checks (defaults, then PGCAPACITY_ADMINOPS_QUERIES_FILE) and
@@ -110,12 +115,22 @@ func (c *Collector) Validate(ctx context.Context, pool *pgxpool.Pool) error {
 		return err
 	}
 	var refused []error
+	var missing []string
 	for _, e := range unjoin(err) {
 		if errors.As(e, &qe) && qe.Source == SourceDefault {
+			if reason := missingObject(qe); reason != "" {
+				c.markNotApplicable(qe.Check, reason)
+				missing = append(missing, qe.Check+": "+reason)
+				continue
+			}
 			c.logger.Warn("admin-ops default query does not fit this database", "check", qe.Check, "err", e)
 			continue
 		}
 		refused = append(refused, e)
+	}
+	if len(missing) > 0 {
+		c.logger.Warn("admin-ops checks not applicable: this database lacks what their default queries read; override or disable them in PGCAPACITY_ADMINOPS_QUERIES_FILE, or leave adminops out of PGCAPACITY_COLLECTORS",
+			"missing", strings.Join(missing, "; "))
 	}
 	return errors.Join(refused...)
 }
@@ -128,9 +143,39 @@ func unjoin(err error) []error {
 	return []error{err}
 }
 
-// Run runs one round and returns the typed result (for `check`).
+// missingObject is what a default query found absent (an undefined table,
+// column or schema), or "" when it failed for another reason.
+func missingObject(qe *QueryError) string {
+	var pe *pgconn.PgError
+	if !errors.As(qe.Err, &pe) {
+		return ""
+	}
+	switch pe.Code {
+	case "42P01", "42703", "3F000", "42883": // undefined table, column, schema, function
+		return pe.Message
+	}
+	return ""
+}
+
+func (c *Collector) markNotApplicable(check, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.notApplicable == nil {
+		c.notApplicable = map[string]string{}
+	}
+	c.notApplicable[check] = reason
+}
+
+// Run runs one round and returns the typed result (for `check`); checks
+// Validate found not applicable are skipped.
 func (c *Collector) Run(ctx context.Context, pool *pgxpool.Pool) (Result, error) {
-	return Run(ctx, pool, c.checks, c.opts)
+	c.mu.Lock()
+	checks := append([]Check(nil), c.checks...)
+	for i := range checks {
+		checks[i].NotApplicable = c.notApplicable[checks[i].Name]
+	}
+	c.mu.Unlock()
+	return Run(ctx, pool, checks, c.opts)
 }
 
 // Collect implements collector.Collector. A failed check reports
@@ -146,7 +191,7 @@ func (c *Collector) Collect(ctx context.Context, pool *pgxpool.Pool) ([]promethe
 	}
 	ran, failed := 0, 0
 	for i, cr := range res.Checks {
-		if cr.Disabled {
+		if cr.Disabled || cr.NotApplicable != "" {
 			continue
 		}
 		ran++
@@ -207,6 +252,11 @@ func Metrics(res Result) []prometheus.Metric {
 		if cr.Disabled {
 			continue
 		}
+		if cr.NotApplicable != "" {
+			gauge(checkApplicableDesc, 0, cr.Check)
+			continue
+		}
+		gauge(checkApplicableDesc, 1, cr.Check)
 		gauge(checkDurationDesc, cr.Duration.Seconds(), cr.Check)
 		if !cr.LastSuccess.IsZero() {
 			gauge(checkLastSuccessDesc, float64(cr.LastSuccess.UnixNano())/1e9, cr.Check)

@@ -28,6 +28,9 @@ type Check struct {
 	Query    string // as written, with named parameters
 	Source   string // SourceDefault or the override file
 	Disabled bool   // switched off in the override file
+	// NotApplicable is why the database lacks what the default query reads
+	// (found by Validate); such a check is skipped, which is not a failure.
+	NotApplicable string
 
 	sql    string   // Query with $n placeholders
 	params []string // the parameter name bound to each $n

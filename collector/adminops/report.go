@@ -22,6 +22,8 @@ func WriteReport(w io.Writer, res Result, maxTenants int) error {
 		switch {
 		case cr.Disabled:
 			fmt.Fprintf(tw, "  %s\t-\t-\tdisabled in %s\n", cr.Check, cr.Source)
+		case cr.NotApplicable != "":
+			fmt.Fprintf(tw, "  %s\t-\t-\tnot applicable: %s\n", cr.Check, cr.NotApplicable)
 		case cr.Error != "":
 			fmt.Fprintf(tw, "  %s\tFAILED\t-\t%s\n", cr.Check, cr.Error)
 		default:
@@ -36,7 +38,7 @@ func WriteReport(w io.Writer, res Result, maxTenants int) error {
 		return err
 	}
 	for _, cr := range res.Checks {
-		if cr.Disabled || cr.Error != "" || cr.TenantsAffected == 0 {
+		if cr.Disabled || cr.NotApplicable != "" || cr.Error != "" || cr.TenantsAffected == 0 {
 			continue
 		}
 		shown := cr.Tenants[:min(len(cr.Tenants), max(maxTenants, 0))]

@@ -35,6 +35,7 @@ type CheckResult struct {
 	Description     string           `json:"description"`
 	Source          string           `json:"source"`
 	Disabled        bool             `json:"disabled,omitempty"`
+	NotApplicable   string           `json:"not_applicable,omitempty"` // why the database has nothing for this check; not a failure
 	Findings        int64            `json:"findings"`
 	TenantsAffected int64            `json:"tenants_affected"`
 	Tenants         []TenantFindings `json:"tenants"`
@@ -117,8 +118,8 @@ func Run(ctx context.Context, pool *pgxpool.Pool, checks []Check, opts Options) 
 	var errs []error
 	for i := range checks {
 		c := &checks[i]
-		cr := CheckResult{Check: c.Name, Description: Description(c.Name), Source: c.Source, Disabled: c.Disabled, Tenants: []TenantFindings{}}
-		if !c.Disabled {
+		cr := CheckResult{Check: c.Name, Description: Description(c.Name), Source: c.Source, Disabled: c.Disabled, NotApplicable: c.NotApplicable, Tenants: []TenantFindings{}}
+		if !c.Disabled && c.NotApplicable == "" {
 			start := time.Now()
 			counts, err := runCheck(ctx, pool, c, params, opts)
 			cr.Duration = time.Since(start)
