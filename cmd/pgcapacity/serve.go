@@ -47,9 +47,6 @@ func serve(ctx context.Context, env *environment, ln net.Listener, started func(
 	if err != nil {
 		return err
 	}
-	if err := validateCollectors(ctx, env, pool, cs); err != nil {
-		return err
-	}
 	sampler, err := collector.NewSampler(pool, cs, collector.SamplerOptions{
 		// A round may run a few statements (admin-ops runs four checks).
 		RoundTimeout: 5 * cfg.QueryTimeout.D(),
@@ -70,8 +67,16 @@ func serve(ctx context.Context, env *environment, ln net.Listener, started func(
 	sampleCtx, stopSampling := context.WithCancel(ctx)
 	defer stopSampling()
 	sampled := make(chan struct{})
+	refused := make(chan error, 1)
+	// Serve first: validation may wait on a database that accepts TCP and
+	// never answers, and meanwhile /healthz is 200, /readyz 503 and
+	// /metrics says pgcapacity_up 0.
 	go func() {
 		defer close(sampled)
+		if err := validateCollectors(sampleCtx, env, pool, cs); err != nil {
+			refused <- err
+			return
+		}
 		sampler.Run(sampleCtx)
 	}()
 	served := make(chan error, 1)
@@ -81,10 +86,11 @@ func serve(ctx context.Context, env *environment, ln net.Listener, started func(
 		started(sampler)
 	}
 
-	var serveErr error
+	var serveErr, refusal error
 	select {
 	case <-ctx.Done():
 	case serveErr = <-served:
+	case refusal = <-refused:
 	}
 	env.logger.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -92,6 +98,9 @@ func serve(ctx context.Context, env *environment, ln net.Listener, started func(
 	_ = server.Shutdown(shutdownCtx)
 	stopSampling()
 	<-sampled
+	if refusal != nil {
+		return refusal
+	}
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return fmt.Errorf("serving HTTP: %w", serveErr)
 	}

@@ -242,3 +242,58 @@ func TestServeUpIsZeroWhenTheSessionIsRefused(t *testing.T) {
 		})
 	}
 }
+
+// A database that accepts TCP and never answers must not keep the exporter
+// silent: serve answers /healthz 200, /readyz 503 and /metrics with
+// pgcapacity_up 0 while its start-up validation waits on that database.
+func TestServeAnswersWhileTheDatabaseNeverAnswers(t *testing.T) {
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	accepted := make(chan net.Conn, 16)
+	defer func() {
+		for len(accepted) > 0 {
+			(<-accepted).Close()
+		}
+	}()
+	go func() {
+		for {
+			conn, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			select {
+			case accepted <- conn: // never read, never answered
+			default:
+				conn.Close()
+			}
+		}
+	}()
+	cfg := testConfig(t, "postgres://pgcapacity@"+silent.Addr().String()+"/none?sslmode=disable")
+	// Far longer than the client below waits: without serving first, the
+	// HTTP requests would go unanswered for all of it.
+	cfg.QueryTimeout = config.Duration(10 * time.Minute)
+	addr, stop := serveInProcess(t, cfg)
+	defer stop()
+	first := <-accepted // the exporter is waiting on the silent database now
+	defer first.Close()
+	client := &http.Client{Timeout: time.Minute}
+	for path, want := range map[string]int{"/healthz": http.StatusOK, "/readyz": http.StatusServiceUnavailable, "/metrics": http.StatusOK} {
+		resp, err := client.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatalf("GET %s while the database never answers: %v", path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s: status %d, want %d", path, resp.StatusCode, want)
+		}
+		if path == "/metrics" {
+			if up, _ := metricValue(string(body), "pgcapacity_up"); up != "0" {
+				t.Errorf("pgcapacity_up %q while the database never answers, want 0", up)
+			}
+		}
+	}
+}
