@@ -95,3 +95,29 @@ func TestAdminopsNotApplicable(t *testing.T) {
 		}
 	}
 }
+
+// TestProbesNotApplicable: the built-in probes name the reference schema's
+// tables; on a database without them they are not applicable: the probes
+// collector succeeds and counts no errors.
+func TestProbesNotApplicable(t *testing.T) {
+	cfg := testConfig(t, newDatabase(t, `CREATE TABLE app_event (tenant_id bigint NOT NULL, id bigint NOT NULL) PARTITION BY HASH (tenant_id)`,
+		`CREATE TABLE app_event_p0 PARTITION OF app_event FOR VALUES WITH (MODULUS 1, REMAINDER 0)`))
+	cfg.Collectors = []string{"probes"}
+	cfg.ProbeInterval = config.Duration(200 * time.Millisecond)
+	addr, stop := serveInProcess(t, cfg)
+	defer stop()
+	var body string
+	eventually(t, "the probes collector has run", 60*time.Second, func() bool {
+		_, body = scrape(t, addr)
+		v, ok := metricValue(body, `pgcapacity_collector_duration_seconds{collector="probes"}`)
+		return ok && v != "0"
+	})
+	if v, _ := metricValue(body, `pgcapacity_collector_success{collector="probes"}`); v != "1" {
+		t.Errorf("pgcapacity_collector_success{collector=\"probes\"} = %q, want 1", v)
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, "pgcapacity_probe_errors_total{") && !strings.HasSuffix(line, " 0") {
+			t.Errorf("a not-applicable probe counted errors: %s", line)
+		}
+	}
+}

@@ -60,6 +60,10 @@ type Options struct {
 	TenantsPerPartition int
 	// TenantColumn is the tenant key of a table whose partition key does not name it.
 	TenantColumn string
+	// MissingNotApplicable makes a probe whose table does not exist not
+	// applicable (one warning, no error counted) rather than failing: the
+	// built-in probes on a database other than the reference schema.
+	MissingNotApplicable bool
 	// Retention is how long raw timings are kept for Summary.
 	Retention time.Duration
 	Logger    *slog.Logger
@@ -193,7 +197,10 @@ func NewFromConfig(cfg config.Config, logger *slog.Logger) (*Collector, error) {
 		TenantRefresh:       cfg.ProbeTenantRefresh.D(),
 		TenantsPerPartition: cfg.ProbeTenantsPerPartition,
 		TenantColumn:        cfg.TenantColumn,
-		Logger:              logger,
+		// The built-in probes name the reference schema's tables; a file's
+		// probes name this database's, so a missing one there is an error.
+		MissingNotApplicable: cfg.ProbesFile == "",
+		Logger:               logger,
 	})
 }
 
@@ -230,6 +237,16 @@ func (c *Collector) Round(ctx context.Context, pool *pgxpool.Pool) ([]Run, error
 			return runs, fmt.Errorf("probe %s: its table was not resolved", p.Name)
 		}
 		r := Run{Probe: p.Name, Schema: t.schema, Table: t.table}
+		if t.missing && c.opts.MissingNotApplicable {
+			if key := "not applicable: " + p.QualifiedName(); !c.logged[""][key] {
+				if c.logged[""] == nil {
+					c.logged[""] = map[string]bool{}
+				}
+				c.logged[""][key] = true
+				c.logger.Warn("probe not applicable: its table does not exist; give probes for this database's tables in PGCAPACITY_PROBES_FILE", "probe", p.Name, "table", p.QualifiedName())
+			}
+			continue
+		}
 		if t.missing {
 			r.Err = fmt.Errorf("table %s does not exist", p.QualifiedName())
 			c.failed(p, r)
