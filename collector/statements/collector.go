@@ -269,7 +269,8 @@ func (c *Collector) Sample(ctx context.Context, pool *pgxpool.Pool) (Sample, err
 
 func (c *Collector) unavailable(why string) {
 	if why != c.unusable {
-		c.logger.Info("pg_stat_statements is not usable; pgcapacity_statements_available is 0", "reason", why)
+		// Not applicable, not failing: the collector still succeeds.
+		c.logger.Warn("pg_stat_statements is not usable; pgcapacity_statements_available is 0: install it (shared_preload_libraries, CREATE EXTENSION pg_stat_statements) or leave statements out of PGCAPACITY_COLLECTORS", "reason", why)
 		c.unusable = why
 	}
 }

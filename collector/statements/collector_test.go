@@ -2,6 +2,7 @@ package statements_test
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -185,11 +186,19 @@ func TestCapOnNewStatementsLosesNothing(t *testing.T) {
 
 func TestAbsenceIsAMetricNotAnError(t *testing.T) {
 	ctx, url, pool := setup(t)
-	c := statements.New(statements.Options{})
+	var logs strings.Builder
+	c := statements.New(statements.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	exec(t, ctx, pool, 1, "DROP EXTENSION pg_stat_statements")
 	metrics, err := c.Collect(ctx, pool)
 	if err != nil {
 		t.Fatalf("a missing pg_stat_statements failed the round: %v", err)
+	}
+	if _, err := c.Collect(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	// One warning, naming what to install and how to switch the collector off.
+	if n := strings.Count(logs.String(), "level=WARN"); n != 1 || !strings.Contains(logs.String(), "PGCAPACITY_COLLECTORS") || !strings.Contains(logs.String(), "CREATE EXTENSION pg_stat_statements") {
+		t.Errorf("%d warnings over two rounds, want one naming the fix:\n%s", n, logs.String())
 	}
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(fixed(metrics))
