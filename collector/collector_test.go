@@ -531,3 +531,31 @@ type collectorFunc func(chan<- prometheus.Metric)
 
 func (collectorFunc) Describe(chan<- *prometheus.Desc)      {}
 func (c collectorFunc) Collect(ch chan<- prometheus.Metric) { c(ch) }
+
+// Autovacuum never analyzes a partitioned parent: a parent never analyzed
+// has no statistics; after ANALYZE (ANALYZE ONLY on 18+) its age is known.
+func TestParentStatistics(t *testing.T) {
+	f := newFixture(t, hashTable("pstat", 2)...)
+	f.exec(`INSERT INTO pstat SELECT gen_random_uuid(), g, 'x' FROM generate_series(1, 500) g`)
+	f.exec(`ANALYZE pstat_p0`)
+	f.exec(`ANALYZE pstat_p1`)
+	srv, tables := f.stats(collector.Selection{})
+	if tb := tables["public.pstat"]; !tb.ParentStatisticsMissing || !tb.ParentAnalyzed.IsZero() {
+		t.Fatalf("never-analyzed parent: missing %v, analyzed %v", tb.ParentStatisticsMissing, tb.ParentAnalyzed)
+	}
+	if srv.VersionNum >= 180000 {
+		f.exec(`ANALYZE ONLY pstat`)
+	} else {
+		f.exec(`ANALYZE pstat`)
+	}
+	var tb collector.Table
+	waitFor(t, "the parent's analyze to reach the statistics", func() bool {
+		f.exec("SELECT 1")
+		_, tables = f.stats(collector.Selection{})
+		tb = tables["public.pstat"]
+		return !tb.ParentStatisticsMissing && (srv.VersionNum < 140000 || !tb.ParentAnalyzed.IsZero())
+	})
+	if !tb.ParentAnalyzed.IsZero() && tb.ParentAnalyzed.Before(srv.Now) {
+		t.Errorf("parent analyzed at %v, before the ANALYZE issued after %v", tb.ParentAnalyzed, srv.Now)
+	}
+}

@@ -28,7 +28,12 @@ type Table struct {
 	PartitionKey string // key columns, comma-separated
 	TenantKey    string // the column tenant-leading indexes lead with
 	Hot          bool
-	Partitions   []Partition
+	// The parent's own statistics, which autovacuum never gathers: its last
+	// ANALYZE (zero when the server does not report one) and whether it has
+	// none at all (no analyze time, reltuples -1 on 14+, no pg_stats rows).
+	ParentAnalyzed          time.Time
+	ParentStatisticsMissing bool
+	Partitions              []Partition
 }
 
 // Partition is one leaf partition. Multi-level partitions roll up to the

@@ -35,7 +35,10 @@ roots AS MATERIALIZED (
                      FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY AS k(attnum, ord)
                      LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = pt.partrelid AND a.attnum = k.attnum), '') AS partition_key,
            (SELECT a.attname::text FROM pg_catalog.pg_attribute a
-             WHERE a.attrelid = pt.partrelid AND a.attnum = pt.partattrs[0]) AS first_key_column
+             WHERE a.attrelid = pt.partrelid AND a.attnum = pt.partattrs[0]) AS first_key_column,
+           greatest(pg_catalog.pg_stat_get_last_analyze_time(pt.partrelid), pg_catalog.pg_stat_get_last_autoanalyze_time(pt.partrelid)) AS parent_analyzed,
+           (r.reltuples >= 0 AND current_setting('server_version_num')::int >= 140000)
+             OR EXISTS (SELECT 1 FROM pg_catalog.pg_stats s WHERE s.schemaname = rn.nspname AND s.tablename = r.relname) AS parent_has_statistics
     FROM pg_catalog.pg_partitioned_table pt
     JOIN pg_catalog.pg_class r ON r.oid = pt.partrelid
     JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
@@ -68,6 +71,7 @@ SELECT pg_catalog.pg_size_bytes(current_setting('shared_buffers'))::float8,
 // take no locks.
 const statsSQL = partitionTreeCTE + `
 SELECT r.root_schema, r.root_name, r.strategy, r.partition_key, coalesce(r.first_key_column, ''),
+       r.parent_analyzed, r.parent_has_statistics,
        l.oid, coalesce(l.nspname, ''), coalesce(l.relname, ''),
        coalesce(l.reltuples, 0)::float8,
        coalesce(pg_catalog.pg_stat_get_live_tuples(l.oid), 0)::float8,
@@ -223,8 +227,10 @@ func (s *Stats) scanTables(rows pgx.Rows, srv *Server) ([]Table, error) {
 			p                                     Partition
 			lastVacuum, lastAnalyze               *time.Time
 			reloptions                            []string
+			parentAnalyzed                        *time.Time
+			parentHasStatistics                   bool
 		)
-		if err := rows.Scan(&schema, &name, &strategy, &key, &firstKey, &oid, &leafSchema, &leafName,
+		if err := rows.Scan(&schema, &name, &strategy, &key, &firstKey, &parentAnalyzed, &parentHasStatistics, &oid, &leafSchema, &leafName,
 			&p.Reltuples, &p.LiveRows, &p.DeadRows, &p.ModSinceAnalyze, &lastVacuum, &lastAnalyze,
 			&reloptions, &p.XIDAge); err != nil {
 			return nil, fmt.Errorf("scanning partition statistics: %w", err)
@@ -238,7 +244,11 @@ func (s *Stats) scanTables(rows pgx.Rows, srv *Server) ([]Table, error) {
 				tenantKey = s.selection.TenantColumn
 			}
 			tables = append(tables, Table{Schema: schema, Name: name, Strategy: strategy, PartitionKey: key,
-				TenantKey: tenantKey, Hot: matchAny(s.selection.HotTables, schema, name)})
+				TenantKey: tenantKey, Hot: matchAny(s.selection.HotTables, schema, name),
+				ParentStatisticsMissing: parentAnalyzed == nil && !parentHasStatistics})
+			if parentAnalyzed != nil {
+				tables[len(tables)-1].ParentAnalyzed = *parentAnalyzed
+			}
 		}
 		if oid == nil {
 			continue // a partitioned table without partitions yet

@@ -50,6 +50,8 @@ var (
 	descPartAutovacuumTime  = newDesc("partition_autovacuum_seconds_total", "Time spent in autovacuum of the partition (PostgreSQL 18+ total_autovacuum_time); absent before 18.", partitionLabels)
 	descTableVacuumTime     = newDesc("table_vacuum_seconds_total", "Time spent in manual VACUUM of the table's partitions (PostgreSQL 18+); absent before 18.", tableLabels)
 	descTableAutovacuumTime = newDesc("table_autovacuum_seconds_total", "Time spent in autovacuum of the table's partitions (PostgreSQL 18+); absent before 18.", tableLabels)
+	descParentAnalyzeAge    = newDesc("table_parent_analyze_age_seconds", "Time since the partitioned parent itself was last analyzed (autovacuum never analyzes it); absent when never analyzed or not reported.", tableLabels)
+	descParentMissing       = newDesc("table_parent_statistics_missing", "1 when the partitioned parent has no statistics of its own: run ANALYZE (ANALYZE ONLY on PostgreSQL 18+) on it.", tableLabels)
 	descPartAutovacuumOff   = newDesc("partition_autovacuum_disabled", "1 when autovacuum_enabled=false is set on the partition.", partitionLabels)
 )
 
@@ -91,6 +93,10 @@ func (s *Stats) metrics(srv Server, tables []Table) []prometheus.Metric {
 			out.add(descTableAnalyzeLag, a.AnalyzeLag.Seconds(), t.Schema, t.Name)
 		}
 		out.add(descTableXIDAge, a.XIDAgeMax, t.Schema, t.Name)
+		out.add(descParentMissing, boolFloat(t.ParentStatisticsMissing), t.Schema, t.Name)
+		if !t.ParentAnalyzed.IsZero() {
+			out.add(descParentAnalyzeAge, max(srv.Now.Sub(t.ParentAnalyzed).Seconds(), 0), t.Schema, t.Name)
+		}
 		if vacuum, autovacuum, ok := vacuumTime(t.Partitions); ok {
 			out.addCounter(descTableVacuumTime, vacuum, t.Schema, t.Name)
 			out.addCounter(descTableAutovacuumTime, autovacuum, t.Schema, t.Name)

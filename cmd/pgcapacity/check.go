@@ -87,6 +87,21 @@ func sampleReport(ctx context.Context, cfg config.Config, pool *pgxpool.Pool) (c
 	return checkReport{Capacity: playbook.Evaluate(cfg.Thresholds, srv, tables, sizes), Latency: latency, AdminOps: adminOps}, nil
 }
 
+// writeParentStatistics prints one line per table whose parent autovacuum
+// never analyzes: missing statistics, or their age.
+func writeParentStatistics(w io.Writer, tables []playbook.TableSummary) {
+	for _, t := range tables {
+		switch {
+		case t.ParentStatisticsMissing:
+			fmt.Fprintf(w, "parent statistics of %s.%s: missing (autovacuum never analyzes a partitioned parent; run ANALYZE ONLY on 18+, ANALYZE before)\n", t.Schema, t.Table)
+		case t.ParentAnalyzeAgeSeconds != nil:
+			fmt.Fprintf(w, "parent statistics of %s.%s: analyzed %s ago\n", t.Schema, t.Table, (time.Duration(*t.ParentAnalyzeAgeSeconds) * time.Second).String())
+		default:
+			fmt.Fprintf(w, "parent statistics of %s.%s: analyzed, age not reported by this server\n", t.Schema, t.Table)
+		}
+	}
+}
+
 // describeDBError adds the fix to the errors an operator meets first.
 func describeDBError(err error) error {
 	msg := err.Error()
@@ -122,6 +137,7 @@ func writeReport(w io.Writer, cfg config.Config, r checkReport) {
 	if len(c.Tables) == 0 {
 		fmt.Fprintln(w, "(no watched tables: set PGCAPACITY_TABLES, or create hash-partitioned tables)")
 	}
+	writeParentStatistics(w, c.Tables)
 	fmt.Fprintf(w, "\nshared_buffers %s; hot tenant-leading btree indexes %s", playbook.Bytes(c.SharedBuffersBytes), playbook.Bytes(c.HotTenantIndexBytes))
 	if c.SharedBuffersBytes > 0 {
 		fmt.Fprintf(w, " (%.0f%% of it)", 100*c.HotTenantIndexBytes/c.SharedBuffersBytes)

@@ -300,6 +300,8 @@ func TestCheckExitCodes(t *testing.T) {
 		{"balanced table: no rule holds", func() string { return newDatabase(t, balancedTable...) }, nil, exitOK, "No rule holds now."},
 		{"skewed table: the skew rule holds", func() string { return newDatabase(t, skewed...) }, nil, exitFinding, "HOLDS  PartitionSkewHigh"},
 		{"json", func() string { return newDatabase(t, skewed...) }, []string{"--json"}, exitFinding, `"rule": "PartitionSkewHigh"`},
+		{"parent never analyzed", func() string { return newDatabase(t, balancedTable[:3]...) }, nil, exitOK, "parent statistics of public.session: missing"},
+		{"parent analyzed", func() string { return newDatabase(t, skewed...) }, nil, exitFinding, "parent statistics of public.session: analyzed"},
 		{"unreachable database", func() string { return "postgres://nobody@127.0.0.1:1/none?connect_timeout=2" }, nil, exitError, "is the server up"},
 	}
 	for _, tc := range tests {

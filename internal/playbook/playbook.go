@@ -39,6 +39,9 @@ type TableSummary struct {
 	VacuumLagSeconds    float64  `json:"vacuum_lag_seconds"`
 	AnalyzeLagSeconds   float64  `json:"analyze_lag_seconds"`
 	XIDAgeMax           float64  `json:"xid_age_max"`
+	// The parent's own statistics (autovacuum never analyzes a parent).
+	ParentStatisticsMissing bool     `json:"parent_statistics_missing"`
+	ParentAnalyzeAgeSeconds *float64 `json:"parent_analyze_age_seconds"` // null when never analyzed or not reported
 }
 
 // Finding is one rule's verdict for one table (or the server).
@@ -90,6 +93,11 @@ func Evaluate(th config.Thresholds, srv collector.Server, tables []collector.Tab
 		if a.HasSkew {
 			skew := a.Skew
 			sum.SkewRatio = &skew
+		}
+		sum.ParentStatisticsMissing = t.ParentStatisticsMissing
+		if !t.ParentAnalyzed.IsZero() {
+			age := max(srv.Now.Sub(t.ParentAnalyzed).Seconds(), 0)
+			sum.ParentAnalyzeAgeSeconds = &age
 		}
 		if s, ok := sizeOf[t.Schema+"."+t.Name]; ok {
 			sum.TenantIndexBytes, sum.TenantIndexMaxBytes = s.TenantIndexBytes()
