@@ -50,6 +50,7 @@ type options struct {
 	maxScrapes     int
 	hold           bool
 	fleet          bool
+	dbTimeWindow   time.Duration
 }
 
 func main() {
@@ -63,6 +64,7 @@ func main() {
 	flag.IntVar(&o.maxScrapes, "max-scrapes", 20000, "upper bound on scrapes in total")
 	flag.BoolVar(&o.hold, "hold", false, "load the full-scale database, print its URL and wait (for EXPLAIN by hand)")
 	flag.BoolVar(&o.fleet, "fleet", false, "print series per database in each partition detail mode at 4 × 16, 256 and 1,024 partitions instead")
+	flag.DurationVar(&o.dbTimeWindow, "dbtime", 0, "with -fleet: also run serve at the default intervals this long and report its database time per hour from pg_stat_statements (0: skip)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -301,53 +303,22 @@ type serveResult struct {
 	rssMiB, peakMiB float64
 }
 
-// measureServe runs `pgcapacity serve` as its own process and scrapes it.
 // measureServe runs serve on url with PGCAPACITY_PARTITION_DETAIL=detail,
 // counts its series after two more rounds, scrapes it concurrently (unless
 // o.scrapers is 0) and reads its RSS.
 func measureServe(ctx context.Context, bin, url, detail string, o options) (serveResult, error) {
 	var r serveResult
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return r, err
-	}
-	addr := l.Addr().String()
-	l.Close()
-	cmd := exec.CommandContext(ctx, bin, "serve")
-	cmd.Env = append(os.Environ(),
-		"PGCAPACITY_DATABASE_URL="+url,
-		"PGCAPACITY_LISTEN_ADDRESS="+addr,
-		"PGCAPACITY_HOT_TABLES=bench_*",
+	base, cmd, err := startServe(ctx, bin, url,
 		"PGCAPACITY_PARTITION_DETAIL="+detail,
-		"PGCAPACITY_LOG_LEVEL=warn",
 		// Short intervals so a steady-state round (warm connections, the
 		// other collectors' first rounds done) is measured, not the first.
 		"PGCAPACITY_STATS_INTERVAL=10s",
 		"PGCAPACITY_SIZES_INTERVAL=10s",
 	)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	if err != nil {
 		return r, err
 	}
-	defer func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
-	}()
-	base := "http://" + addr
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			return r, errors.New("serve did not become ready in 2 minutes")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	defer stopServe(cmd)
 	time.Sleep(25 * time.Second) // two more rounds of stats and sizes
 	body, err := get(base + "/metrics")
 	if err != nil {
@@ -470,6 +441,7 @@ func runFleet(ctx context.Context, cluster *throwaway.Cluster, logger *slog.Logg
 		partitions int
 		series     map[string]int
 		rssMiB     float64
+		dbTime     time.Duration
 	}
 	var rows []row
 	o.scrapers = 0 // series and RSS only
@@ -479,6 +451,11 @@ func runFleet(ctx context.Context, cluster *throwaway.Cluster, logger *slog.Logg
 			return err
 		}
 		r := row{partitions: o.tables * n, series: map[string]int{}}
+		if o.dbTimeWindow > 0 {
+			if r.dbTime, err = measureDBTime(ctx, cluster, bin, fmt.Sprintf("fleet_%d", n), url, o.dbTimeWindow); err != nil {
+				return err
+			}
+		}
 		for _, mode := range modes {
 			res, err := measureServe(ctx, bin, url, mode, o)
 			if err != nil {
@@ -492,10 +469,85 @@ func runFleet(ctx context.Context, cluster *throwaway.Cluster, logger *slog.Logg
 		rows = append(rows, r)
 	}
 	fmt.Printf("\npgcapacity series per database (%d tables, PostgreSQL %d, %d CPUs, PGCAPACITY_PARTITION_TOP_K=5)\n\n", o.tables, cluster.Major(), numCPU())
-	fmt.Println("| partitions | auto (default) | all | top | none | RSS, auto |")
-	fmt.Println("|---|---|---|---|---|---|")
+	fmt.Println("| partitions | auto (default) | all | top | none | RSS, auto | database time per hour, default intervals (upper bound) |")
+	fmt.Println("|---|---|---|---|---|---|---|")
 	for _, r := range rows {
-		fmt.Printf("| %d | %d | %d | %d | %d | %.1f MiB |\n", r.partitions, r.series["auto"], r.series["all"], r.series["top"], r.series["none"], r.rssMiB)
+		fmt.Printf("| %d | %d | %d | %d | %d | %.1f MiB | %s |\n", r.partitions, r.series["auto"], r.series["all"], r.series["top"], r.series["none"], r.rssMiB, r.dbTime.Round(10*time.Millisecond))
 	}
 	return nil
+}
+
+// startServe starts `pgcapacity serve` on url with the extra settings env
+// and waits until it is ready; stop it with stopServe.
+func startServe(ctx context.Context, bin, url string, env ...string) (string, *exec.Cmd, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.CommandContext(ctx, bin, "serve")
+	cmd.Env = append(append(os.Environ(),
+		"PGCAPACITY_DATABASE_URL="+url,
+		"PGCAPACITY_LISTEN_ADDRESS="+addr,
+		"PGCAPACITY_HOT_TABLES=bench_*",
+		"PGCAPACITY_LOG_LEVEL=error",
+	), env...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	base := "http://" + addr
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return base, cmd, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			stopServe(cmd)
+			return "", nil, errors.New("serve did not become ready in 2 minutes")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func stopServe(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(os.Interrupt)
+	_ = cmd.Wait()
+}
+
+// measureDBTime runs serve at the default intervals on database name for
+// window and returns the database time of every statement run in that
+// database meanwhile (pg_stat_statements, execution plus planning), per
+// hour. Each collector's first round falls in the window, so collectors
+// slower than it (sizes every 5 minutes, admin-ops every 10) count once per
+// window: an upper bound.
+func measureDBTime(ctx context.Context, cluster *throwaway.Cluster, bin, name, url string, window time.Duration) (time.Duration, error) {
+	conn, err := pgx.Connect(ctx, cluster.ConnString("postgres"))
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
+		return 0, fmt.Errorf("creating pg_stat_statements: %w", err)
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_stat_statements_reset()`); err != nil {
+		return 0, fmt.Errorf("resetting pg_stat_statements: %w", err)
+	}
+	_, cmd, err := startServe(ctx, bin, url)
+	if err != nil {
+		return 0, err
+	}
+	time.Sleep(window)
+	stopServe(cmd)
+	var ms float64
+	if err := conn.QueryRow(ctx, `SELECT coalesce(sum(s.total_exec_time + s.total_plan_time), 0)
+FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = $1`, name).Scan(&ms); err != nil {
+		return 0, fmt.Errorf("reading pg_stat_statements: %w", err)
+	}
+	return time.Duration(ms * float64(time.Millisecond) * float64(time.Hour) / float64(window)), nil
 }
