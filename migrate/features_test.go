@@ -492,3 +492,34 @@ func keys[V any](m map[string]V) []string {
 	}
 	return out
 }
+
+// TestStartBadInputLeavesNoSchema reproduces D8: start on a table that does
+// not exist, or one that is refused, used to create the pgcapacity schema
+// before refusing.
+func TestStartBadInputLeavesNoSchema(t *testing.T) {
+	ctx := context.Background()
+	pool, _ := sigidDB(t, "session", 8)
+	m := New(pool, testLogger(t))
+	cases := []struct {
+		name string
+		req  PlanRequest
+	}{
+		{name: "missing table", req: PlanRequest{Table: "no_such_table", Partitions: 16}},
+		{name: "refused", req: PlanRequest{Table: "session", Partitions: 8}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.req.Thresholds = thresholds()
+			if _, err := m.Start(ctx, StartRequest{PlanRequest: tc.req, Reason: "r", Requester: "a", Approver: "b"}); err == nil {
+				t.Fatal("start was accepted")
+			}
+			var exists bool
+			if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = 'pgcapacity')`).Scan(&exists); err != nil {
+				t.Fatal(err)
+			}
+			if exists {
+				t.Error("the refused start created the pgcapacity schema")
+			}
+		})
+	}
+}

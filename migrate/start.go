@@ -75,15 +75,18 @@ func (m *Migrator) Start(ctx context.Context, req StartRequest) (int64, error) {
 		return 0, fmt.Errorf("the approver %q is the requester: a repartition needs a second person's approval", req.Approver)
 	}
 	opts := req.Copy.withDefaults()
-	if err := ensureSchema(ctx, m.pool); err != nil {
-		return 0, err
-	}
+	// Plan before creating the state schema: bad input (a missing table, a
+	// refusal) must leave the database unchanged. Plan reads the state only
+	// when the schema exists.
 	plan, err := m.Plan(ctx, req.PlanRequest)
 	if err != nil {
 		return 0, err
 	}
 	if len(plan.Refusals) > 0 {
 		return 0, &RefusedError{Reasons: plan.Refusals}
+	}
+	if err := ensureSchema(ctx, m.pool); err != nil {
+		return 0, err
 	}
 	lock, err := lockTable(ctx, m.pool, plan.Table.OID)
 	if err != nil {
