@@ -74,7 +74,7 @@ func runMigrate(ctx context.Context, env *environment, args []string) (int, erro
 		fs.PrintDefaults()
 	}
 	run := cmd.flags(fs, env)
-	if err := parseFlags(fs, reorder(args[1:])); err != nil {
+	if err := parseFlags(fs, reorder(fs, args[1:])); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK, nil
 		}
@@ -99,7 +99,7 @@ func runMigrate(ctx context.Context, env *environment, args []string) (int, erro
 
 // reorder lets the migration ID come before the flags ("swap 3 --now x"):
 // the flag package stops at the first positional argument.
-func reorder(args []string) []string {
+func reorder(fs *flag.FlagSet, args []string) []string {
 	var flags, positional []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
@@ -109,7 +109,7 @@ func reorder(args []string) []string {
 		}
 		if strings.HasPrefix(a, "-") {
 			flags = append(flags, a)
-			if !strings.Contains(a, "=") && i+1 < len(args) && !isBoolFlag(a) {
+			if !strings.Contains(a, "=") && i+1 < len(args) && !isBoolFlag(fs, a) {
 				flags = append(flags, args[i+1])
 				i++
 			}
@@ -120,9 +120,17 @@ func reorder(args []string) []string {
 	return append(flags, positional...)
 }
 
-var boolFlags = map[string]bool{"json": true, "h": true, "help": true, "full-count-check": true}
-
-func isBoolFlag(a string) bool { return boolFlags[strings.TrimLeft(a, "-")] }
+// isBoolFlag asks the flag set, so a new boolean flag never swallows the
+// argument after it. An unknown flag (also -h) takes no value: Parse then
+// reports it or prints the usage.
+func isBoolFlag(fs *flag.FlagSet, a string) bool {
+	f := fs.Lookup(strings.TrimLeft(a, "-"))
+	if f == nil {
+		return true
+	}
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
 
 func migrationID(fs *flag.FlagSet) (int64, error) {
 	if fs.NArg() != 1 {
