@@ -473,15 +473,27 @@ func (m *Migrator) copyPartition(ctx context.Context, id int64, t *Table, n name
 		done(end-next, read)
 		next = end
 		if limiter != nil && read > 0 {
-			r := limiter.ReserveN(time.Now(), int(min(read, int64(limiter.Burst()))))
 			select {
-			case <-time.After(r.Delay()):
+			case <-time.After(chargeRows(limiter, time.Now(), read)):
 			case <-ctx.Done():
-				r.Cancel()
 			}
 		}
 	}
 	return nil
+}
+
+// chargeRows charges every copied row to the limiter, in pieces of at most
+// its burst (a larger ReserveN is refused), and returns how long to wait
+// before the next batch. Charging at most one burst per batch let a batch
+// larger than the burst overshoot --max-rows-per-second.
+func chargeRows(limiter *rate.Limiter, now time.Time, rows int64) time.Duration {
+	var delay time.Duration
+	for rows > 0 {
+		n := min(rows, int64(limiter.Burst()))
+		delay = limiter.ReserveN(now, int(n)).DelayFrom(now)
+		rows -= n
+	}
+	return delay
 }
 
 // retryConflicts retries a batch that lost a race with a concurrent write:
