@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -81,24 +80,6 @@ func withPassword(t *testing.T, dbURL, password string) string {
 	return u.String()
 }
 
-// lockedBuffer collects a subprocess's output safely.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func scrape(t *testing.T, addr string) (int, string) {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
@@ -148,7 +129,7 @@ func TestServeSurvivesDatabaseStopAndRestart(t *testing.T) {
 		"PGCAPACITY_QUERY_TIMEOUT=2s",
 		"PGCAPACITY_LOG_LEVEL=debug",
 	)
-	var logs lockedBuffer
+	var logs testutil.LockedBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

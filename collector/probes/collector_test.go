@@ -1,7 +1,6 @@
 package probes_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -10,7 +9,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +20,7 @@ import (
 	"github.com/sigid/pgcapacity/collector"
 	"github.com/sigid/pgcapacity/collector/probes"
 	"github.com/sigid/pgcapacity/internal/sigid"
+	"github.com/sigid/pgcapacity/internal/testutil"
 	"github.com/sigid/pgcapacity/internal/throwaway/pgtest"
 )
 
@@ -139,24 +138,6 @@ func find(mf *dto.MetricFamily, want map[string]string) *dto.Metric {
 		}
 	}
 	return nil
-}
-
-// safeBuffer collects log output.
-type safeBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *safeBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *safeBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestProbeTimingsLandInTheirHistogramSeries(t *testing.T) {
@@ -297,7 +278,7 @@ func TestFailingProbesCountErrorsWhileOthersContinue(t *testing.T) {
 	loadSigid(t, ctx, pool, map[string]int{"session": 2, "tenant_membership": 2, "tenant_subject_identifier": 2, "referral": 2, "referral_redemption": 2}, 10, 1)
 	slow := probes.Probe{Name: "slow_sessions", Table: "tenant_membership",
 		SQL: "SELECT 1 FROM tenant_membership WHERE tenant_id = $1 AND pg_sleep(0.5) IS NOT NULL"}
-	var logs safeBuffer
+	var logs testutil.LockedBuffer
 	c, err := probes.New(probes.Options{
 		Probes:       append(probes.Defaults(), slow),
 		QueryTimeout: 100 * time.Millisecond,
@@ -510,7 +491,7 @@ func TestTenantsOfTablesWithoutStatistics(t *testing.T) {
 		SELECT gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), now() FROM generate_series(1, 200)`); err != nil {
 		t.Fatal(err)
 	}
-	var logs safeBuffer
+	var logs testutil.LockedBuffer
 	c, err := probes.New(probes.Options{Probes: probes.Defaults()[:2], Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)

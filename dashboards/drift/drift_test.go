@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/sigid/pgcapacity/dashboards/internal/lint"
 	"github.com/sigid/pgcapacity/internal/config"
+	"github.com/sigid/pgcapacity/internal/testutil"
 	"github.com/sigid/pgcapacity/internal/throwaway/pgtest"
 	"github.com/sigid/pgcapacity/test/harness"
 )
@@ -170,23 +170,6 @@ func seedMigration(ctx context.Context, t *testing.T, bin, dbURL string) {
 	}
 }
 
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // servedMetrics runs `pgcapacity serve` on dbURL until its first sampling
 // round is in, scrapes /metrics, and returns every series name a query
 // can select (a histogram's _bucket, _count and _sum).
@@ -204,7 +187,7 @@ func servedMetrics(ctx context.Context, t *testing.T, bin, dbURL string) map[str
 		config.Prefix+"_DATABASE_URL="+dbURL,
 		config.Prefix+"_LISTEN_ADDRESS="+addr,
 		config.Prefix+"_LOG_LEVEL=warn")
-	var logs lockedBuffer
+	var logs testutil.LockedBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second

@@ -284,7 +284,7 @@ func TestServeAsMonitoringRole(t *testing.T) {
 		"PGCAPACITY_STATS_INTERVAL=1s", "PGCAPACITY_SIZES_INTERVAL=1s", "PGCAPACITY_PROBE_INTERVAL=1s",
 		"PGCAPACITY_STATEMENTS_INTERVAL=1s", "PGCAPACITY_ADMINOPS_INTERVAL=1s", "PGCAPACITY_MIGRATIONS_INTERVAL=1s",
 		"PGCAPACITY_LOG_LEVEL=debug")
-	var logs strings.Builder
+	var logs testutil.LockedBuffer // serve writes while the test reads
 	serve.Stdout, serve.Stderr = &logs, &logs
 	if err := serve.Start(); err != nil {
 		t.Fatal(err)
