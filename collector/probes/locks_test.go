@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sigid/pgcapacity/collector/probes"
+	"github.com/sigid/pgcapacity/internal/testutil"
 	"github.com/sigid/pgcapacity/internal/throwaway/pgtest"
 )
 
@@ -26,25 +27,8 @@ func TestTenantRefreshIgnoresPartitionLocks(t *testing.T) {
 	t.Cleanup(owner.Close)
 	loadSigid(t, ctx, owner, map[string]int{"session": 4}, 20, 3)
 
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.ConnConfig.RuntimeParams["lock_timeout"] = "200ms"
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-
-	tx, err := owner.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "LOCK TABLE session_p1 IN ACCESS EXCLUSIVE MODE"); err != nil {
-		t.Fatal(err)
-	}
+	pool := testutil.PoolWithLockTimeout(ctx, t, url, "200ms")
+	testutil.HoldLocks(ctx, t, owner, "LOCK TABLE session_p1 IN ACCESS EXCLUSIVE MODE")
 	got, err := probes.SampledTenants(ctx, pool, "public", "session")
 	if err != nil {
 		t.Fatalf("tenant refresh with a partition locked: %v", err)

@@ -3,9 +3,8 @@ package statements_test
 import (
 	"testing"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/sigid/pgcapacity/collector/statements"
+	"github.com/sigid/pgcapacity/internal/testutil"
 )
 
 // TestRoundIgnoresPartitionLocks: the partition tree comes from the catalog
@@ -14,27 +13,8 @@ import (
 // round that locked partitions would fail with 55P03.
 func TestRoundIgnoresPartitionLocks(t *testing.T) {
 	ctx, url, owner := setup(t)
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.ConnConfig.RuntimeParams["lock_timeout"] = "200ms"
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-
-	tx, err := owner.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	for _, lock := range []string{"LOCK TABLE session_p1 IN ACCESS EXCLUSIVE MODE", "LOCK TABLE ONLY referral IN ACCESS EXCLUSIVE MODE"} {
-		if _, err := tx.Exec(ctx, lock); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pool := testutil.PoolWithLockTimeout(ctx, t, url, "200ms")
+	testutil.HoldLocks(ctx, t, owner, "LOCK TABLE session_p1 IN ACCESS EXCLUSIVE MODE", "LOCK TABLE ONLY referral IN ACCESS EXCLUSIVE MODE")
 	c := statements.New(statements.Options{})
 	s, err := c.Sample(ctx, pool)
 	if err != nil {
