@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/sigid/pgcapacity/internal/config"
 	"github.com/sigid/pgcapacity/internal/playbook/vacuumlag"
+	"github.com/sigid/pgcapacity/internal/units"
 )
 
 // PlanRequest asks for a plan to move a table to a partition count.
@@ -453,8 +454,8 @@ func (p *Plan) Print(w io.Writer) {
 	fmt.Fprintf(w, "rows (estimate):       %.0f\n", p.Rows)
 	fmt.Fprintf(w, "rows per partition:    %.0f now, %.0f after\n", p.RowsPerPartitionNow, p.RowsPerPartitionAfter)
 	fmt.Fprintf(w, "tenant indexes (%s):  %s in all; per partition %s now, %s after; shared_buffers %s (%.1f%% after)\n",
-		p.TenantColumn, bytesHuman(float64(p.TenantIndexBytes)), bytesHuman(p.TenantIndexNow), bytesHuman(p.TenantIndexAfter),
-		bytesHuman(float64(p.SharedBuffersBytes)), 100*p.TenantIndexAfter/max(float64(p.SharedBuffersBytes), 1))
+		p.TenantColumn, units.Bytes(float64(p.TenantIndexBytes)), units.Bytes(p.TenantIndexNow), units.Bytes(p.TenantIndexAfter),
+		units.Bytes(float64(p.SharedBuffersBytes)), 100*p.TenantIndexAfter/max(float64(p.SharedBuffersBytes), 1))
 	fmt.Fprintf(w, "estimated copy time:   %s (at %.0f rows/s; measure yours with bench/migrate)\n", p.EstimatedCopy.Round(time.Second), p.AssumedRowsPerSecond)
 	if p.Relation != "" {
 		fmt.Fprintf(w, "\n%s\n", p.Relation)
@@ -489,16 +490,6 @@ func (p *Plan) Print(w io.Writer) {
 			fmt.Fprintf(w, "%s;\n", sql)
 		}
 	}
-}
-
-func bytesHuman(b float64) string {
-	units := []string{"B", "kB", "MB", "GB", "TB"}
-	i := 0
-	for b >= 1024 && i < len(units)-1 {
-		b /= 1024
-		i++
-	}
-	return fmt.Sprintf("%.1f %s", b, units[i])
 }
 
 func copyPlanSQL(t *Table, n names, source string) []string {

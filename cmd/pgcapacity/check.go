@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"github.com/sigid/pgcapacity/collector/adminops"
 	"github.com/sigid/pgcapacity/internal/config"
 	"github.com/sigid/pgcapacity/internal/playbook"
+	"github.com/sigid/pgcapacity/internal/units"
 )
 
 // checkReport is what `check` prints; each part comes from one area.
@@ -49,9 +49,7 @@ func runCheck(ctx context.Context, env *environment, args []string) (int, error)
 		return exitError, err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(env.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(report); err != nil {
+		if err := writeJSON(env.stdout, report); err != nil {
 			return exitError, err
 		}
 	} else {
@@ -130,7 +128,7 @@ func writeReport(w io.Writer, cfg config.Config, r checkReport) {
 		}
 		fmt.Fprintf(tw, "%s.%s\t%s\t%s\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t\n",
 			t.Schema, t.Table, t.Strategy, hot, t.Partitions, t.LiveRows, t.AvgLiveRows, t.MedianLiveRows, t.MaxLiveRows,
-			skew, playbook.Bytes(t.TenantIndexBytes), playbook.Bytes(t.TenantIndexMaxBytes),
+			skew, units.Bytes(t.TenantIndexBytes), units.Bytes(t.TenantIndexMaxBytes),
 			(time.Duration(t.VacuumLagSeconds) * time.Second).String())
 	}
 	tw.Flush()
@@ -138,7 +136,7 @@ func writeReport(w io.Writer, cfg config.Config, r checkReport) {
 		fmt.Fprintln(w, "(no watched tables: set PGCAPACITY_TABLES, or create hash-partitioned tables)")
 	}
 	writeParentStatistics(w, c.Tables)
-	fmt.Fprintf(w, "\nshared_buffers %s; hot tenant-leading btree indexes %s", playbook.Bytes(c.SharedBuffersBytes), playbook.Bytes(c.HotTenantIndexBytes))
+	fmt.Fprintf(w, "\nshared_buffers %s; hot tenant-leading btree indexes %s", units.Bytes(c.SharedBuffersBytes), units.Bytes(c.HotTenantIndexBytes))
 	if c.SharedBuffersBytes > 0 {
 		fmt.Fprintf(w, " (%.0f%% of it)", 100*c.HotTenantIndexBytes/c.SharedBuffersBytes)
 	}

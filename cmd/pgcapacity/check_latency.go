@@ -21,7 +21,8 @@ const checkProbeRounds = 5
 type latencyReport struct {
 	Rounds                 int            `json:"rounds"`
 	PlanningShareThreshold float64        `json:"planning_share_threshold"`
-	PlanningMin            time.Duration  `json:"planning_min_ns"`
+	PlanningMin            time.Duration  `json:"-"`
+	PlanningMinSeconds     float64        `json:"planning_min_seconds"`
 	Tables                 []latencyTable `json:"tables"`
 }
 
@@ -53,7 +54,7 @@ func sampleLatency(ctx context.Context, cfg config.Config, pool *pgxpool.Pool) (
 			}
 		}
 	}
-	rep := latencyReport{Rounds: checkProbeRounds, PlanningShareThreshold: cfg.PlanningShare, PlanningMin: cfg.PlanningMin.D()}
+	rep := latencyReport{Rounds: checkProbeRounds, PlanningShareThreshold: cfg.PlanningShare, PlanningMin: cfg.PlanningMin.D(), PlanningMinSeconds: cfg.PlanningMin.D().Seconds()}
 	for _, tl := range c.Summary(time.Since(start) + time.Minute) {
 		t := latencyTable{TableLatency: tl, Error: firstErr[[2]string{tl.Schema, tl.Table}]}
 		// Both parts of rule 6: a share of p95, and planning long enough to

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,8 +24,15 @@ import (
 type migrateCommand struct {
 	usage   string
 	summary string
-	flags   func(fs *flag.FlagSet, env *environment) func(ctx context.Context, env *environment, m *migrate.Migrator, fs *flag.FlagSet) (int, error)
+	flags   func(fs *flag.FlagSet, env *environment, pool *poolSize) func(ctx context.Context, env *environment, m *migrate.Migrator, fs *flag.FlagSet) (int, error)
 }
+
+// poolSize is how many connections a migrate command needs, known once its
+// flags are parsed: the commands that copy in parallel set conns from their
+// options; the others keep the default.
+type poolSize struct{ conns func() int32 }
+
+const defaultMigrateConns = 8
 
 func migrateCommands() map[string]migrateCommand {
 	return map[string]migrateCommand{
@@ -34,7 +40,7 @@ func migrateCommands() map[string]migrateCommand {
 		"start":    {usage: "--table T --partitions N --reason R --requester A --approver B [copy flags]", summary: "record the migration, create the new table, capture changes, copy and catch up", flags: startFlags},
 		"status":   {usage: "[ID] [--json]", summary: "phase, progress, backlog, ETA and audit trail (all migrations without ID)", flags: statusFlags},
 		"resume":   {usage: "ID [--follow 5s] [copy flags]", summary: "continue from the last checkpoint after any stop; --follow keeps the shadow table current", flags: resumeFlags},
-		"validate": {usage: "ID", summary: "compare counts and checksums per new partition, constraints and indexes", flags: validateFlags},
+		"validate": {usage: "ID [--json]", summary: "compare counts and checksums per new partition, constraints and indexes", flags: validateFlags},
 		"swap":     {usage: "ID --window \"Sat 02:00-04:00 Europe/Berlin\" | --now REASON", summary: "make the new table live under the original name in one short locked transaction", flags: swapFlags},
 		"rollback": {usage: "ID", summary: "make the original live again, losing no write made since the swap", flags: rollbackFlags},
 		"drop-old": {usage: "ID [--rollback-period 7d]", summary: "drop the retained original once the rollback period has passed", flags: dropOldFlags},
@@ -73,7 +79,8 @@ func runMigrate(ctx context.Context, env *environment, args []string) (int, erro
 		fmt.Fprintf(env.stderr, "usage: pgcapacity migrate %s %s\n\n%s\n\nflags:\n", args[0], cmd.usage, cmd.summary)
 		fs.PrintDefaults()
 	}
-	run := cmd.flags(fs, env)
+	var size poolSize
+	run := cmd.flags(fs, env, &size)
 	if err := parseFlags(fs, reorder(fs, args[1:])); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK, nil
@@ -83,10 +90,9 @@ func runMigrate(ctx context.Context, env *environment, args []string) (int, erro
 	if err := env.cfg.RequireDatabase(); err != nil {
 		return exitError, err
 	}
-	maxConns := int32(8)
-	if j := fs.Lookup("jobs"); j != nil {
-		n, _ := strconv.Atoi(j.Value.String())
-		maxConns = int32(max(n+3, 4))
+	maxConns := int32(defaultMigrateConns)
+	if size.conns != nil {
+		maxConns = size.conns()
 	}
 	pool, err := migrate.NewPool(ctx, env.cfg.DatabaseURL, maxConns)
 	if err != nil {
@@ -171,18 +177,21 @@ func (f tableFlags) request(cfg config.Config) migrate.PlanRequest {
 		Thresholds: cfg.Thresholds, TenantColumn: cfg.TenantColumn, AssumedRowsPerSecond: *f.assumedRowsPerSecond}
 }
 
-func addCopyFlags(fs *flag.FlagSet) func() migrate.CopyOptions {
+// addCopyFlags adds the copy flags and sizes the pool for --jobs parallel
+// copies plus the replay, the progress reader and the lock retries.
+func addCopyFlags(fs *flag.FlagSet, pool *poolSize) func() migrate.CopyOptions {
 	batch := fs.Int("batch-size", 10000, "rows per copy and replay batch (one short transaction each)")
 	rate := fs.Float64("max-rows-per-second", 0, "copy rate limit; 0: unlimited")
 	jobs := fs.Int("jobs", 1, "original partitions copied in parallel")
 	backlog := fs.Int64("backlog-target", 0, "catch-up ends when at most this many changes wait (default: the batch size)")
 	lockTimeout := fs.Duration("lock-timeout", 2*time.Second, "lock_timeout of the short DDL steps; they retry with backoff")
+	pool.conns = func() int32 { return int32(max(*jobs+3, 4)) }
 	return func() migrate.CopyOptions {
 		return migrate.CopyOptions{BatchSize: *batch, MaxRowsPerSecond: *rate, Jobs: *jobs, BacklogTarget: *backlog, LockTimeout: *lockTimeout}
 	}
 }
 
-func planFlags(fs *flag.FlagSet, env *environment) func(context.Context, *environment, *migrate.Migrator, *flag.FlagSet) (int, error) {
+func planFlags(fs *flag.FlagSet, env *environment, _ *poolSize) func(context.Context, *environment, *migrate.Migrator, *flag.FlagSet) (int, error) {
 	tf := addTableFlags(fs)
 	return func(ctx context.Context, env *environment, m *migrate.Migrator, fs *flag.FlagSet) (int, error) {
 		p, err := m.Plan(ctx, tf.request(env.cfg))
@@ -197,12 +206,12 @@ func planFlags(fs *flag.FlagSet, env *environment) func(context.Context, *enviro
 	}
 }
 
-func startFlags(fs *flag.FlagSet, env *environment) func(context.Context, *environment, *migrate.Migrator, *flag.FlagSet) (int, error) {
+func startFlags(fs *flag.FlagSet, env *environment, pool *poolSize) func(context.Context, *environment, *migrate.Migrator, *flag.FlagSet) (int, error) {
 	tf := addTableFlags(fs)
 	reason := fs.String("reason", "", "why the partition count changes (required, recorded)")
 	requester := fs.String("requester", "", "who asked for the change (required, recorded)")
 	approver := fs.String("approver", "", "who approved it, not the requester (required, recorded)")
-	copts := addCopyFlags(fs)
+	copts := addCopyFlags(fs, pool)
 	return func(ctx context.Context, env *environment, m *migrate.Migrator, fs *flag.FlagSet) (int, error) {
 		stop := showProgress(env, m)
 		id, err := m.Start(ctx, migrate.StartRequest{PlanRequest: tf.request(env.cfg), Reason: *reason, Requester: *requester, Approver: *approver, Copy: copts()})
@@ -226,7 +235,7 @@ func finishRun(env *environment, id int64, err error) (int, error) {
 	return exitOK, nil
 }
 
-func statusFlags(fs *flag.FlagSet, env *environment) func(context.Context, *environment, *migrate.Migrator, *flag.FlagSet) (int, error) {
+func statusFlags(fs *flag.FlagSet, env *environment, _ *poolSize) func(context.Context, *environment, *migrate.Migrator, *flag.FlagSet) (int, error) {
 	asJSON := fs.Bool("json", false, "print JSON")
 	return func(ctx context.Context, env *environment, m *migrate.Migrator, fs *flag.FlagSet) (int, error) {
 		var list []*migrate.Status
@@ -247,9 +256,7 @@ func statusFlags(fs *flag.FlagSet, env *environment) func(context.Context, *envi
 			list = []*migrate.Status{s}
 		}
 		if *asJSON {
-			enc := json.NewEncoder(env.stdout)
-			enc.SetIndent("", "  ")
-			return exitOK, enc.Encode(list)
+			return exitOK, writeJSON(env.stdout, statusViews(list))
 		}
 		if len(list) == 0 {
 			fmt.Fprintln(env.stdout, "no migrations")
@@ -261,8 +268,8 @@ func statusFlags(fs *flag.FlagSet, env *environment) func(context.Context, *envi
 	}
 }
 
-func resumeFlags(fs *flag.FlagSet, env *environment) func(context.Context, *environment, *migrate.Migrator, *flag.FlagSet) (int, error) {
-	copts := addCopyFlags(fs)
+func resumeFlags(fs *flag.FlagSet, env *environment, pool *poolSize) func(context.Context, *environment, *migrate.Migrator, *flag.FlagSet) (int, error) {
+	copts := addCopyFlags(fs, pool)
 	follow := fs.Duration("follow", 0, "after catching up, keep replaying at this interval until interrupted (keeps the shadow table current)")
 	return func(ctx context.Context, env *environment, m *migrate.Migrator, fs *flag.FlagSet) (int, error) {
 		id, err := migrationID(fs)
@@ -276,7 +283,7 @@ func resumeFlags(fs *flag.FlagSet, env *environment) func(context.Context, *envi
 	}
 }
 
-func validateFlags(fs *flag.FlagSet, env *environment) func(context.Context, *environment, *migrate.Migrator, *flag.FlagSet) (int, error) {
+func validateFlags(fs *flag.FlagSet, env *environment, _ *poolSize) func(context.Context, *environment, *migrate.Migrator, *flag.FlagSet) (int, error) {
 	asJSON := fs.Bool("json", false, "print JSON")
 	return func(ctx context.Context, env *environment, m *migrate.Migrator, fs *flag.FlagSet) (int, error) {
 		id, err := migrationID(fs)
@@ -287,12 +294,12 @@ func validateFlags(fs *flag.FlagSet, env *environment) func(context.Context, *en
 		if err != nil {
 			return exitError, err
 		}
+		verdict := env.stdout
 		if *asJSON {
-			enc := json.NewEncoder(env.stdout)
-			enc.SetIndent("", "  ")
-			if err := enc.Encode(v); err != nil {
+			if err := writeJSON(env.stdout, validationView(v)); err != nil {
 				return exitError, err
 			}
+			verdict = env.stderr // stdout holds only the JSON document
 		} else {
 			for _, p := range v.Partitions {
 				mark := "ok"
@@ -307,10 +314,10 @@ func validateFlags(fs *flag.FlagSet, env *environment) func(context.Context, *en
 			fmt.Fprintf(env.stdout, "%d key(s) with changes still being replayed were left out on both sides\n", v.Pending)
 		}
 		if !v.OK {
-			fmt.Fprintln(env.stdout, "validation FAILED: do not swap; resume, then validate again, or abort")
+			fmt.Fprintln(verdict, "validation FAILED: do not swap; resume, then validate again, or abort")
 			return exitFinding, nil
 		}
-		fmt.Fprintln(env.stdout, "validation passed")
+		fmt.Fprintln(verdict, "validation passed")
 		return exitOK, nil
 	}
 }
@@ -357,14 +364,14 @@ func (v swapFlagValues) options(env *environment, forward bool) (migrate.SwapOpt
 	return o, nil
 }
 
-func swapFlags(fs *flag.FlagSet, env *environment) func(context.Context, *environment, *migrate.Migrator, *flag.FlagSet) (int, error) {
+func swapFlags(fs *flag.FlagSet, env *environment, _ *poolSize) func(context.Context, *environment, *migrate.Migrator, *flag.FlagSet) (int, error) {
 	sv := addSwapFlags(fs, true)
 	return func(ctx context.Context, env *environment, m *migrate.Migrator, fs *flag.FlagSet) (int, error) {
 		return runSwitch(ctx, env, m, fs, sv, true)
 	}
 }
 
-func rollbackFlags(fs *flag.FlagSet, env *environment) func(context.Context, *environment, *migrate.Migrator, *flag.FlagSet) (int, error) {
+func rollbackFlags(fs *flag.FlagSet, env *environment, _ *poolSize) func(context.Context, *environment, *migrate.Migrator, *flag.FlagSet) (int, error) {
 	sv := addSwapFlags(fs, false)
 	return func(ctx context.Context, env *environment, m *migrate.Migrator, fs *flag.FlagSet) (int, error) {
 		return runSwitch(ctx, env, m, fs, sv, false)
@@ -399,7 +406,7 @@ func runSwitch(ctx context.Context, env *environment, m *migrate.Migrator, fs *f
 	return exitOK, nil
 }
 
-func dropOldFlags(fs *flag.FlagSet, env *environment) func(context.Context, *environment, *migrate.Migrator, *flag.FlagSet) (int, error) {
+func dropOldFlags(fs *flag.FlagSet, env *environment, _ *poolSize) func(context.Context, *environment, *migrate.Migrator, *flag.FlagSet) (int, error) {
 	period := fs.String("rollback-period", env.cfg.RollbackPeriod.String(), "how long after the swap the original must be kept (PGCAPACITY_ROLLBACK_PERIOD)")
 	return func(ctx context.Context, env *environment, m *migrate.Migrator, fs *flag.FlagSet) (int, error) {
 		id, err := migrationID(fs)
@@ -418,7 +425,7 @@ func dropOldFlags(fs *flag.FlagSet, env *environment) func(context.Context, *env
 	}
 }
 
-func abortFlags(fs *flag.FlagSet, env *environment) func(context.Context, *environment, *migrate.Migrator, *flag.FlagSet) (int, error) {
+func abortFlags(fs *flag.FlagSet, env *environment, _ *poolSize) func(context.Context, *environment, *migrate.Migrator, *flag.FlagSet) (int, error) {
 	return func(ctx context.Context, env *environment, m *migrate.Migrator, fs *flag.FlagSet) (int, error) {
 		id, err := migrationID(fs)
 		if err != nil {

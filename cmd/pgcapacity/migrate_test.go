@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -59,8 +60,10 @@ func TestMigrateCommand(t *testing.T) {
 		{[]string{"migrate", "start", "--table", "session", "--partitions", "8", "--requester", "alice", "--approver", "bob"}, exitError, "--reason is required"},
 		{[]string{"migrate", "start", "--table", "session", "--partitions", "8", "--reason", "rule 1 held for a week", "--requester", "alice", "--approver", "bob", "--batch-size", "300", "--jobs", "2"}, exitOK, "migration 1"},
 		{[]string{"migrate", "status", "1"}, exitOK, "phase ready"},
+		{[]string{"migrate", "status", "1", "--json"}, exitOK, `"phase": "ready"`},
 		{[]string{"migrate", "swap", "1", "--now", "x"}, exitError, "has not been validated"},
 		{[]string{"migrate", "validate", "1"}, exitOK, "validation passed"},
+		{[]string{"migrate", "validate", "1", "--json"}, exitOK, `"new_rows": `},
 		{[]string{"migrate", "swap", "1", "--window", away + " 01:00-01:01 UTC"}, exitError, "outside the maintenance window"},
 		{[]string{"migrate", "swap", "1"}, exitError, "--window is required"},
 		{[]string{"migrate", "swap", "x"}, exitError, "is not a migration ID"},
@@ -80,7 +83,7 @@ func TestMigrateCommand(t *testing.T) {
 		if s.code == exitError {
 			where = stderr.String()
 		}
-		if code != s.code || !strings.Contains(where, s.out) {
+		if code != s.code || !strings.Contains(where, s.out) || (slices.Contains(s.args, "--json") && !json.Valid(stdout.Bytes())) {
 			t.Fatalf("pgcapacity %s: exit %d, want %d with %q\nstdout: %s\nstderr: %s", strings.Join(s.args, " "), code, s.code, s.out, stdout.String(), stderr.String())
 		}
 	}
@@ -89,7 +92,7 @@ func TestMigrateCommand(t *testing.T) {
 		t.Fatalf("status --json: exit %d: %s", code, stderr.String())
 	}
 	var list []map[string]any
-	if err := json.Unmarshal(stdout.Bytes(), &list); err != nil || len(list) != 1 || fmt.Sprint(list[0]["Phase"]) != "aborted" {
+	if err := json.Unmarshal(stdout.Bytes(), &list); err != nil || len(list) != 1 || fmt.Sprint(list[0]["phase"]) != "aborted" {
 		t.Errorf("status --json: %v %s", err, stdout.String())
 	}
 }

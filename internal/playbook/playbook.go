@@ -10,6 +10,7 @@ import (
 
 	"github.com/sigid/pgcapacity/collector"
 	"github.com/sigid/pgcapacity/internal/config"
+	"github.com/sigid/pgcapacity/internal/units"
 )
 
 // Rule names, as the alert rules name them.
@@ -135,7 +136,7 @@ func Evaluate(th config.Thresholds, srv collector.Server, tables []collector.Tab
 		limit := th.TenantIndexBufferRatio * srv.SharedBuffersBytes
 		r.Findings = append(r.Findings, Finding{
 			Rule: RuleTenantIndexes, Holds: r.HotTenantIndexBytes > limit, Value: r.HotTenantIndexBytes, Threshold: limit,
-			Detail: fmt.Sprintf("hot tenant-leading indexes %s against %s of shared_buffers (%s)", Bytes(r.HotTenantIndexBytes), fmt.Sprintf("%g×", th.TenantIndexBufferRatio), Bytes(srv.SharedBuffersBytes)),
+			Detail: fmt.Sprintf("hot tenant-leading indexes %s against %s of shared_buffers (%s)", units.Bytes(r.HotTenantIndexBytes), fmt.Sprintf("%g×", th.TenantIndexBufferRatio), units.Bytes(srv.SharedBuffersBytes)),
 		})
 	}
 	sort.SliceStable(r.Findings, func(i, j int) bool { return r.Findings[i].Holds && !r.Findings[j].Holds })
@@ -150,18 +151,4 @@ func count(v float64) string {
 		return fmt.Sprintf("%.1fk", v/1e3)
 	}
 	return fmt.Sprintf("%.0f", v)
-}
-
-// Bytes renders a byte count with a binary unit.
-func Bytes(v float64) string {
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
-	i := 0
-	for v >= 1024 && i < len(units)-1 {
-		v /= 1024
-		i++
-	}
-	if i == 0 {
-		return fmt.Sprintf("%.0f B", v)
-	}
-	return fmt.Sprintf("%.1f %s", v, units[i])
 }
