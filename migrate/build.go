@@ -226,10 +226,6 @@ func copyBatchSQL(t *Table, n names, source string) (plain, onConflict, count st
 	return plain, plain + " ON CONFLICT DO NOTHING", fmt.Sprintf(`SELECT count(*) FROM ONLY %s WHERE %s`, source, where)
 }
 
-const checkpointSQL = `UPDATE pgcapacity.copy_progress
-SET next_block = $3, copied_rows = copied_rows + $4, done = $3 >= total_blocks
-WHERE migration_id = $1 AND source_oid = $2`
-
 // replaySQL consumes up to $1 log entries in log order and resynchronises
 // their keys from the live table into the shadow: delete the keys the live
 // table no longer has, then upsert the live rows (an update that changes

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/sigid/pgcapacity/migrate/state"
 )
 
 func dropStateSQL(n names) []string {
@@ -35,7 +36,7 @@ func abortSQL(n names, live string, liveParts []string, newTable string) []strin
 // since the swap, with its capture triggers and change log.
 func (m *Migrator) DropOld(ctx context.Context, id int64, rollbackPeriod time.Duration, opts CopyOptions) error {
 	opts = opts.withDefaults()
-	mig, err := loadMigration(ctx, m.pool, id, false)
+	mig, err := state.Load(ctx, m.pool, id)
 	if err != nil {
 		return err
 	}
@@ -84,10 +85,10 @@ func (m *Migrator) DropOld(ctx context.Context, id int64, rollbackPeriod time.Du
 			if _, err := tx.Exec(ctx, strings.Join(stmts, ";\n")); err != nil {
 				return fmt.Errorf("dropping the original: %w", err)
 			}
-			if _, err := tx.Exec(ctx, `UPDATE pgcapacity.migration SET phase = $2, finished_at = now(), last_error = NULL WHERE id = $1`, id, PhaseDropped); err != nil {
+			if err := state.MarkFinished(ctx, tx, id, PhaseDropped); err != nil {
 				return err
 			}
-			return recordEvent(ctx, tx, id, "drop_old", "dropped "+retained)
+			return state.RecordEvent(ctx, tx, id, "drop_old", "dropped "+retained)
 		})
 	})
 	if err != nil {
@@ -100,7 +101,7 @@ func (m *Migrator) DropOld(ctx context.Context, id int64, rollbackPeriod time.Du
 // a rollback); the original table is left as it was.
 func (m *Migrator) Abort(ctx context.Context, id int64, opts CopyOptions) error {
 	opts = opts.withDefaults()
-	mig, err := loadMigration(ctx, m.pool, id, false)
+	mig, err := state.Load(ctx, m.pool, id)
 	if err != nil {
 		return err
 	}
@@ -146,13 +147,13 @@ func (m *Migrator) Abort(ctx context.Context, id int64, opts CopyOptions) error 
 			if _, err := tx.Exec(ctx, strings.Join(stmts, ";\n")); err != nil {
 				return fmt.Errorf("removing the migration's objects: %w", err)
 			}
-			if _, err := tx.Exec(ctx, `DELETE FROM pgcapacity.copy_progress WHERE migration_id = $1`, id); err != nil {
+			if err := state.DeleteCopyProgress(ctx, tx, id); err != nil {
 				return err
 			}
-			if _, err := tx.Exec(ctx, `UPDATE pgcapacity.migration SET phase = $2, finished_at = now(), last_error = NULL WHERE id = $1`, id, PhaseAborted); err != nil {
+			if err := state.MarkFinished(ctx, tx, id, PhaseAborted); err != nil {
 				return err
 			}
-			return recordEvent(ctx, tx, id, "abort", "removed "+newTable+", the change log and the capture triggers")
+			return state.RecordEvent(ctx, tx, id, "abort", "removed "+newTable+", the change log and the capture triggers")
 		})
 	})
 	if err != nil {

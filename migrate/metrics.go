@@ -2,12 +2,12 @@ package migrate
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sigid/pgcapacity/migrate/state"
 )
 
 func newDesc(name, help string, labels ...string) *prometheus.Desc {
@@ -44,80 +44,39 @@ func (c *Collector) Name() string { return "migrations" }
 // Interval implements collector.Collector.
 func (c *Collector) Interval() time.Duration { return c.interval }
 
-const collectSQL = `
-SELECT m.id, m.schema_name, m.table_name, m.from_partitions, m.to_partitions, m.phase,
-       coalesce(p.copied, 0)::bigint, greatest(m.estimated_rows, coalesce(p.copied, 0))::bigint,
-       CASE WHEN m.phase = 'copying' THEN coalesce(p.done::float8 / nullif(p.total, 0), 0) ELSE 1 END,
-       coalesce(s.n_live_tup, 0)::bigint,
-       extract(epoch FROM m.created_at)::float8, extract(epoch FROM m.swapped_at)::float8,
-       CASE WHEN m.phase = 'swapped' THEN extract(epoch FROM m.rollback_deadline)::float8 END,
-       m.last_lock_hold_seconds, m.last_error IS NOT NULL
-FROM pgcapacity.migration m
-LEFT JOIN LATERAL (SELECT sum(copied_rows) AS copied, sum(least(next_block, total_blocks)) AS done, sum(total_blocks) AS total
-                   FROM pgcapacity.copy_progress WHERE migration_id = m.id) p ON true
-LEFT JOIN pg_catalog.pg_stat_user_tables s ON s.schemaname = 'pgcapacity' AND s.relname = 'm' || m.id || '_log'
-WHERE to_regclass('pgcapacity.migration') IS NOT NULL AND m.phase NOT IN ('dropped', 'aborted')
-ORDER BY m.id`
-
 // Collect implements collector.Collector.
 func (c *Collector) Collect(ctx context.Context, pool *pgxpool.Pool) ([]prometheus.Metric, error) {
-	var exists bool
-	if err := pool.QueryRow(ctx, `SELECT to_regclass('pgcapacity.migration') IS NOT NULL AND to_regclass('pgcapacity.copy_progress') IS NOT NULL`).Scan(&exists); err != nil {
-		return nil, fmt.Errorf("looking for the pgcapacity schema: %w", err)
-	}
-	if !exists {
-		return nil, nil
-	}
-	rows, err := pool.Query(ctx, collectSQL)
+	ms, err := state.Summaries(ctx, pool)
 	if err != nil {
-		return nil, fmt.Errorf("reading migration state: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
 	var out []prometheus.Metric
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		out = append(out, prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...))
 	}
-	for rows.Next() {
-		var (
-			id                   int64
-			schema, table, phase string
-			from, to             int
-			copied, estimated    int64
-			ratio                float64
-			backlog              int64
-			started              float64
-			swapped, deadline    *float64
-			lockHold             *float64
-			failing              bool
-		)
-		if err := rows.Scan(&id, &schema, &table, &from, &to, &phase, &copied, &estimated, &ratio, &backlog, &started, &swapped, &deadline, &lockHold, &failing); err != nil {
-			return nil, fmt.Errorf("reading migration state: %w", err)
+	for _, m := range ms {
+		ids := strconv.FormatInt(m.ID, 10)
+		gauge(descInfo, 1, ids, m.Schema, m.Table, strconv.Itoa(m.From), strconv.Itoa(m.To), m.Phase)
+		gauge(descCopied, float64(m.Copied), ids)
+		gauge(descEstimated, float64(m.Estimated), ids)
+		gauge(descCopyRatio, min(max(m.CopyRatio, 0), 1), ids)
+		gauge(descBacklog, float64(m.Backlog), ids)
+		gauge(descStarted, m.Started, ids)
+		if m.Swapped != nil {
+			gauge(descSwapped, *m.Swapped, ids)
 		}
-		ids := strconv.FormatInt(id, 10)
-		gauge(descInfo, 1, ids, schema, table, strconv.Itoa(from), strconv.Itoa(to), phase)
-		gauge(descCopied, float64(copied), ids)
-		gauge(descEstimated, float64(estimated), ids)
-		gauge(descCopyRatio, min(max(ratio, 0), 1), ids)
-		gauge(descBacklog, float64(backlog), ids)
-		gauge(descStarted, started, ids)
-		if swapped != nil {
-			gauge(descSwapped, *swapped, ids)
+		if m.Deadline != nil {
+			gauge(descRetainedSince, *m.Swapped, ids)
+			gauge(descDeadline, *m.Deadline, ids)
 		}
-		if deadline != nil {
-			gauge(descRetainedSince, *swapped, ids)
-			gauge(descDeadline, *deadline, ids)
-		}
-		if lockHold != nil {
-			gauge(descLockHold, *lockHold, ids)
+		if m.LockHold != nil {
+			gauge(descLockHold, *m.LockHold, ids)
 		}
 		f := 0.0
-		if failing {
+		if m.Failing {
 			f = 1
 		}
 		gauge(descFailing, f, ids)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("reading migration state: %w", err)
 	}
 	return out, nil
 }

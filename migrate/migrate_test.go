@@ -17,6 +17,7 @@ import (
 	"github.com/sigid/pgcapacity/internal/config"
 	"github.com/sigid/pgcapacity/internal/sigid"
 	"github.com/sigid/pgcapacity/internal/throwaway/pgtest"
+	"github.com/sigid/pgcapacity/migrate/state"
 )
 
 var cluster pgtest.Cluster
@@ -267,7 +268,7 @@ func partitionCount(t *testing.T, pool *pgxpool.Pool, table string) int {
 
 func loadMig(t *testing.T, pool *pgxpool.Pool, id int64) *Migration {
 	t.Helper()
-	mig, err := loadMigration(context.Background(), pool, id, false)
+	mig, err := state.Load(context.Background(), pool, id)
 	if err != nil {
 		t.Fatal(err)
 	}

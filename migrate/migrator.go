@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/sigid/pgcapacity/migrate/state"
 )
 
 // Migrator runs migrations against one database.
@@ -146,5 +147,5 @@ func (m *Migrator) setError(ctx context.Context, id int64, err error) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	_, _ = m.pool.Exec(ctx, `UPDATE pgcapacity.migration SET last_error = $2 WHERE id = $1`, id, err.Error())
+	state.SetError(ctx, m.pool, id, err.Error())
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/sigid/pgcapacity/internal/config"
 	"github.com/sigid/pgcapacity/internal/playbook/vacuumlag"
 	"github.com/sigid/pgcapacity/internal/units"
+	"github.com/sigid/pgcapacity/migrate/state"
 )
 
 // PlanRequest asks for a plan to move a table to a partition count.
@@ -122,15 +123,9 @@ func (m *Migrator) buildPlan(ctx context.Context, tx pgx.Tx, t *Table, req PlanR
 	if p.To == p.From {
 		p.Refusals = append(p.Refusals, fmt.Sprintf("%s already has %d partitions", t.Qualified(), p.From))
 	}
-	var stateExists bool
-	if err := tx.QueryRow(ctx, `SELECT pg_catalog.to_regclass('pgcapacity.migration') IS NOT NULL`).Scan(&stateExists); err != nil {
+	var err error
+	if p.AssumedID, err = state.NextID(ctx, tx); err != nil {
 		return nil, err
-	}
-	p.AssumedID = 1
-	if stateExists {
-		if err := tx.QueryRow(ctx, `SELECT coalesce((SELECT max(id) + 1 FROM pgcapacity.migration), 1)`).Scan(&p.AssumedID); err != nil {
-			return nil, fmt.Errorf("reading the next migration id: %w", err)
-		}
 	}
 	if err := tx.QueryRow(ctx, `SELECT pg_catalog.pg_size_bytes(current_setting('shared_buffers'))`).Scan(&p.SharedBuffersBytes); err != nil {
 		return nil, fmt.Errorf("reading shared_buffers: %w", err)
@@ -494,5 +489,5 @@ func (p *Plan) Print(w io.Writer) {
 
 func copyPlanSQL(t *Table, n names, source string) []string {
 	plain, onConflict, count := copyBatchSQL(t, n, source)
-	return []string{plain, checkpointSQL, "-- when a row updated during the copy reappears in a later block range, the batch instead runs:", onConflict, count}
+	return []string{plain, state.CheckpointSQL, "-- when a row updated during the copy reappears in a later block range, the batch instead runs:", onConflict, count}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/sigid/pgcapacity/migrate/state"
 )
 
 var errReplayCheck = errors.New("replay check failed")
@@ -71,11 +72,11 @@ func (m *Migrator) replayState(ctx context.Context, q db, mig *Migration) (*Tabl
 		return nil, replayStatements{}, err
 	}
 	t.Key = mig.KeyColumns
-	live, err := relName(ctx, q, mig.liveOID())
+	live, err := relName(ctx, q, mig.LiveOID())
 	if err != nil {
 		return nil, replayStatements{}, err
 	}
-	shadow, err := relName(ctx, q, mig.shadowOID())
+	shadow, err := relName(ctx, q, mig.ShadowOID())
 	if err != nil {
 		return nil, replayStatements{}, err
 	}
@@ -91,7 +92,7 @@ func (m *Migrator) catchUp(ctx context.Context, id int64, opts CopyOptions) erro
 // catchUpCollect is catchUp that hands the keys of every replayed batch to
 // collect.
 func (m *Migrator) catchUpCollect(ctx context.Context, id int64, opts CopyOptions, collect func([]byte)) error {
-	mig, err := loadMigration(ctx, m.pool, id, false)
+	mig, err := state.Load(ctx, m.pool, id)
 	if err != nil {
 		return err
 	}
@@ -177,10 +178,10 @@ func (m *Migrator) catchUpCollect(ctx context.Context, id int64, opts CopyOption
 		}
 	}
 	if mig.Phase == PhaseCatchingUp {
-		if _, err := m.pool.Exec(ctx, `UPDATE pgcapacity.migration SET phase = $2, last_error = NULL WHERE id = $1 AND phase = $3`, id, PhaseReady, PhaseCatchingUp); err != nil {
-			return fmt.Errorf("recording migration %d as ready: %w", id, err)
+		if err := state.MarkReady(ctx, m.pool, id); err != nil {
+			return err
 		}
-		_ = recordEvent(ctx, m.pool, id, "ready", fmt.Sprintf("caught up: %d changes replayed", replayed))
+		_ = state.RecordEvent(ctx, m.pool, id, "ready", fmt.Sprintf("caught up: %d changes replayed", replayed))
 		m.logger.Info("caught up: validate, then swap", "id", id, "replayed", replayed)
 	}
 	return nil
@@ -191,7 +192,7 @@ func (m *Migrator) catchUpCollect(ctx context.Context, id int64, opts CopyOption
 // shadow table stays current) until ctx ends.
 func (m *Migrator) Resume(ctx context.Context, id int64, opts CopyOptions, follow time.Duration) error {
 	opts = opts.withDefaults()
-	mig, err := loadMigration(ctx, m.pool, id, false)
+	mig, err := state.Load(ctx, m.pool, id)
 	if err != nil {
 		return err
 	}

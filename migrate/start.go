@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/sigid/pgcapacity/migrate/state"
 	"golang.org/x/time/rate"
 )
 
@@ -85,7 +86,7 @@ func (m *Migrator) Start(ctx context.Context, req StartRequest) (int64, error) {
 	if len(plan.Refusals) > 0 {
 		return 0, &RefusedError{Reasons: plan.Refusals}
 	}
-	if err := ensureSchema(ctx, m.pool); err != nil {
+	if err := state.Ensure(ctx, m.pool); err != nil {
 		return 0, err
 	}
 	lock, err := lockTable(ctx, m.pool, plan.Table.OID)
@@ -134,11 +135,8 @@ func (m *Migrator) setup(ctx context.Context, tx pgx.Tx, req StartRequest, plan 
 	if req.ForceDecreaseReason != "" {
 		forced = &req.ForceDecreaseReason
 	}
-	err = tx.QueryRow(ctx, `
-		INSERT INTO pgcapacity.migration (schema_name, table_name, original_oid, new_name, retained_name, from_partitions, to_partitions,
-		    key_columns, phase, reason, requester, approver, force_decrease_reason, estimated_rows, copy_started_at)
-		VALUES ($1, $2, $3, '', '', $4, $5, $6, $7, $8, $9, $10, $11, $12, now()) RETURNING id`,
-		t.Schema, t.Name, t.OID, len(t.Partitions), req.Partitions, t.Key, PhaseCopying, req.Reason, req.Requester, req.Approver, forced, int64(t.Rows())).Scan(&id)
+	id, err = state.Insert(ctx, tx, state.New{Schema: t.Schema, Table: t.Name, OriginalOID: t.OID, From: len(t.Partitions), To: req.Partitions, Key: t.Key,
+		Reason: req.Reason, Requester: req.Requester, Approver: req.Approver, ForceDecreaseReason: forced, EstimatedRows: int64(t.Rows())})
 	if err != nil {
 		if sqlState(err) == "23505" {
 			return 0, fmt.Errorf("%s already has a migration in progress: see `pgcapacity migrate status`, then resume, finish or abort it", t.Qualified())
@@ -172,22 +170,22 @@ func (m *Migrator) setup(ctx context.Context, tx pgx.Tx, req StartRequest, plan 
 	if err != nil {
 		return 0, err
 	}
-	if _, err := tx.Exec(ctx, `UPDATE pgcapacity.migration SET new_oid = $2, new_name = $3, retained_name = $4 WHERE id = $1`, id, nt.OID, n.newTable, n.retained); err != nil {
-		return 0, fmt.Errorf("recording the new table: %w", err)
+	if err := state.SetNewTable(ctx, tx, id, nt.OID, n.newTable, n.retained); err != nil {
+		return 0, err
 	}
 	if err := recordNames(ctx, tx, id, t, nt, n); err != nil {
 		return 0, err
 	}
 	for _, p := range t.Partitions {
-		if _, err := tx.Exec(ctx, `INSERT INTO pgcapacity.copy_progress (migration_id, source_oid, source_name) VALUES ($1, $2, $3)`, id, p.OID, p.Name); err != nil {
-			return 0, fmt.Errorf("recording the copy checkpoints: %w", err)
+		if err := state.AddCopySource(ctx, tx, id, p.OID, p.Name); err != nil {
+			return 0, err
 		}
 	}
 	detail := fmt.Sprintf("%s from %d to %d partitions; reason: %s; requester: %s; approver: %s", t.Qualified(), len(t.Partitions), req.Partitions, req.Reason, req.Requester, req.Approver)
 	if forced != nil {
 		detail += "; decrease forced: " + *forced
 	}
-	return id, recordEvent(ctx, tx, id, "start", detail)
+	return id, state.RecordEvent(ctx, tx, id, "start", detail)
 }
 
 // recordNames stores the live and shadow name of every relation the swap
@@ -254,9 +252,8 @@ func recordNames(ctx context.Context, tx pgx.Tx, id int64, t, nt *Table, n names
 			}
 			seen[name] = true
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO pgcapacity.object_name (migration_id, side, relid, relkind, live_name, shadow_name) VALUES ($1, $2, $3, $4, $5, $6)`,
-			id, r.side, r.oid, r.kind, r.live, r.shado); err != nil {
-			return fmt.Errorf("recording object names: %w", err)
+		if err := state.AddObjectName(ctx, tx, id, r.side, r.kind, r.oid, r.live, r.shado); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -265,7 +262,7 @@ func recordNames(ctx context.Context, tx pgx.Tx, id int64, t, nt *Table, n names
 // run continues a migration from its phase up to ready (or finishes the
 // post-swap steps); it is what start does after setup and what resume does.
 func (m *Migrator) run(ctx context.Context, id int64, opts CopyOptions) error {
-	mig, err := loadMigration(ctx, m.pool, id, false)
+	mig, err := state.Load(ctx, m.pool, id)
 	if err != nil {
 		return err
 	}
@@ -289,17 +286,6 @@ func (m *Migrator) run(ctx context.Context, id int64, opts CopyOptions) error {
 	return runErr
 }
 
-type progressRow struct {
-	SourceOID   uint32
-	SourceName  string
-	TotalBlocks int64
-	NextBlock   int64
-	CopiedRows  int64
-	Done        bool
-	Tuples      float64
-	Pages       int64
-}
-
 func (m *Migrator) copy(ctx context.Context, mig *Migration, opts CopyOptions) error {
 	t, err := tableByOID(ctx, m.pool, mig.OriginalOID)
 	if err != nil {
@@ -308,20 +294,12 @@ func (m *Migrator) copy(ctx context.Context, mig *Migration, opts CopyOptions) e
 	n := newNames(mig.ID, t, mig.ToPartitions)
 	// Rows appended after this point arrive through capture: the copy never
 	// chases the end of a growing partition.
-	if _, err := m.pool.Exec(ctx, `UPDATE pgcapacity.copy_progress
-		SET total_blocks = pg_catalog.pg_relation_size(source_oid) / current_setting('block_size')::bigint
-		WHERE migration_id = $1 AND total_blocks IS NULL`, mig.ID); err != nil {
-		return fmt.Errorf("measuring the source partitions: %w", err)
+	if err := state.MeasureCopySources(ctx, m.pool, mig.ID); err != nil {
+		return err
 	}
-	rows, err := m.pool.Query(ctx, `SELECT p.source_oid, p.source_name, p.total_blocks, p.next_block, p.copied_rows, p.done, greatest(c.reltuples, 0), c.relpages::bigint
-		FROM pgcapacity.copy_progress p JOIN pg_catalog.pg_class c ON c.oid = p.source_oid
-		WHERE p.migration_id = $1 ORDER BY p.source_name`, mig.ID)
+	parts, err := state.CopySources(ctx, m.pool, mig.ID)
 	if err != nil {
-		return fmt.Errorf("reading the copy checkpoints: %w", err)
-	}
-	parts, err := pgx.CollectRows(rows, pgx.RowToStructByPos[progressRow])
-	if err != nil {
-		return fmt.Errorf("reading the copy checkpoints: %w", err)
+		return err
 	}
 	var totalBlocks, doneBlocks, copied atomic.Int64
 	for _, p := range parts {
@@ -352,7 +330,7 @@ func (m *Migrator) copy(ctx context.Context, mig *Migration, opts CopyOptions) e
 		m.Progress(p)
 	}
 	report()
-	work := make(chan progressRow)
+	work := make(chan state.CopySource)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error
@@ -402,14 +380,10 @@ feed:
 	if ctx.Err() != nil {
 		return fmt.Errorf("copy of migration %d %w: run `pgcapacity migrate resume %d` to continue", mig.ID, ErrInterrupted, mig.ID)
 	}
-	_, err = m.pool.Exec(ctx, `
-		WITH c AS (SELECT coalesce(sum(copied_rows), 0) AS rows FROM pgcapacity.copy_progress WHERE migration_id = $1)
-		UPDATE pgcapacity.migration SET phase = $2, copy_finished_at = now(), estimated_rows = c.rows, last_error = NULL
-		FROM c WHERE id = $1 AND phase = $3`, mig.ID, PhaseCatchingUp, PhaseCopying)
-	if err != nil {
-		return fmt.Errorf("recording the end of the copy: %w", err)
+	if err := state.MarkCopied(ctx, m.pool, mig.ID); err != nil {
+		return err
 	}
-	_ = recordEvent(ctx, m.pool, mig.ID, "copied", fmt.Sprintf("%d rows copied", copied.Load()))
+	_ = state.RecordEvent(ctx, m.pool, mig.ID, "copied", fmt.Sprintf("%d rows copied", copied.Load()))
 	// The copy left every page without visibility bits and the table
 	// without statistics: vacuum it now, outside any lock, so that reads
 	// (and the swap's count check) need not.
@@ -423,7 +397,7 @@ feed:
 // copyPartition copies one source partition batch by batch, each batch and
 // its checkpoint in one short transaction. A batch once begun is finished
 // even when ctx is cancelled: cancellation stops at a batch boundary.
-func (m *Migrator) copyPartition(ctx context.Context, id int64, t *Table, n names, p progressRow, opts CopyOptions, limiter *rate.Limiter, done func(blocks, rows int64)) error {
+func (m *Migrator) copyPartition(ctx context.Context, id int64, t *Table, n names, p state.CopySource, opts CopyOptions, limiter *rate.Limiter, done func(blocks, rows int64)) error {
 	perBlock := 1.0
 	if p.Pages > 0 && p.Tuples > 0 {
 		perBlock = max(1, p.Tuples/float64(p.Pages))
@@ -463,8 +437,7 @@ func (m *Migrator) copyPartition(ctx context.Context, id int64, t *Table, n name
 						return err
 					}
 				}
-				_, err := tx.Exec(bctx, checkpointSQL, id, p.SourceOID, end, read)
-				return err
+				return state.Checkpoint(bctx, tx, id, p.SourceOID, end, read)
 			})
 		})
 		if err != nil {

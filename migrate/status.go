@@ -6,7 +6,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/sigid/pgcapacity/migrate/state"
 )
 
 // Status is a migration with its progress.
@@ -20,17 +20,9 @@ type Status struct {
 	Events      []Event
 }
 
-// Event is one line of a migration's audit trail.
-type Event struct {
-	At     time.Time
-	Actor  string
-	Event  string
-	Detail string
-}
-
 // Status reads migration id with its progress and audit trail.
 func (m *Migrator) Status(ctx context.Context, id int64) (*Status, error) {
-	mig, err := loadMigration(ctx, m.pool, id, false)
+	mig, err := state.Load(ctx, m.pool, id)
 	if err != nil {
 		return nil, err
 	}
@@ -56,12 +48,11 @@ func (m *Migrator) List(ctx context.Context) ([]*Status, error) {
 
 func (m *Migrator) status(ctx context.Context, mig *Migration, events bool) (*Status, error) {
 	s := &Status{Migration: mig}
-	if err := m.pool.QueryRow(ctx, `SELECT coalesce(sum(copied_rows), 0)::bigint, coalesce(sum(least(next_block, total_blocks)), 0)::bigint, coalesce(sum(total_blocks), 0)::bigint
-		FROM pgcapacity.copy_progress WHERE migration_id = $1`, mig.ID).Scan(&s.CopiedRows, &s.DoneBlocks, &s.TotalBlocks); err != nil {
-		return nil, fmt.Errorf("reading the progress of migration %d: %w", mig.ID, err)
+	var err error
+	if s.CopiedRows, s.DoneBlocks, s.TotalBlocks, err = state.CopyTotals(ctx, m.pool, mig.ID); err != nil {
+		return nil, err
 	}
 	if mig.Active() {
-		var err error
 		if s.Backlog, err = backlog(ctx, m.pool, mig.ID); err != nil {
 			return nil, err
 		}
@@ -71,12 +62,8 @@ func (m *Migrator) status(ctx context.Context, mig *Migration, events bool) (*St
 		s.ETA = time.Duration(float64(elapsed) * float64(s.TotalBlocks-s.DoneBlocks) / float64(s.DoneBlocks))
 	}
 	if events {
-		rows, err := m.pool.Query(ctx, `SELECT at, actor, event, detail FROM pgcapacity.migration_event WHERE migration_id = $1 ORDER BY id`, mig.ID)
-		if err != nil {
-			return nil, fmt.Errorf("reading the events of migration %d: %w", mig.ID, err)
-		}
-		if s.Events, err = pgx.CollectRows(rows, pgx.RowToStructByPos[Event]); err != nil {
-			return nil, fmt.Errorf("reading the events of migration %d: %w", mig.ID, err)
+		if s.Events, err = state.Events(ctx, m.pool, mig.ID); err != nil {
+			return nil, err
 		}
 	}
 	return s, nil

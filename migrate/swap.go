@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/sigid/pgcapacity/migrate/state"
 )
 
 // SwapOptions tune swap and rollback.
@@ -77,7 +78,7 @@ func (m *Migrator) switchOver(ctx context.Context, id int64, opts SwapOptions, f
 		opts.CatchUpTimeout = 10 * time.Minute
 	}
 	copts := CopyOptions{BatchSize: opts.BatchSize, BacklogTarget: opts.BacklogTarget, LockTimeout: opts.LockTimeout, Retries: opts.Retries, StopWhenStalled: true, MaxFinalReplay: opts.MaxFinalReplay}.withDefaults()
-	mig, err := loadMigration(ctx, m.pool, id, false)
+	mig, err := state.Load(ctx, m.pool, id)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +143,7 @@ func (m *Migrator) switchOver(ctx context.Context, id int64, opts SwapOptions, f
 			return nil, fmt.Errorf("creating the Alertmanager silence: %w", err)
 		}
 		res.SilenceID = sid
-		_ = recordEvent(ctx, m.pool, id, "silence", fmt.Sprintf("Alertmanager silence %s until %s", sid, until.UTC().Format(time.RFC3339)))
+		_ = state.RecordEvent(ctx, m.pool, id, "silence", fmt.Sprintf("Alertmanager silence %s until %s", sid, until.UTC().Format(time.RFC3339)))
 	}
 	// Outside the lock: find the highest identity values in use, then
 	// (before every attempt) shrink the backlog so the final replay under
@@ -154,7 +155,7 @@ func (m *Migrator) switchOver(ctx context.Context, id int64, opts SwapOptions, f
 	// Replay churn cleared the shadow's visibility bits; a vacuum (no lock
 	// that blocks anyone) lets the count check under the lock use
 	// index-only scans.
-	shadow, err := relName(ctx, m.pool, mig.shadowOID())
+	shadow, err := relName(ctx, m.pool, mig.ShadowOID())
 	if err != nil {
 		return nil, err
 	}
@@ -196,16 +197,16 @@ func (m *Migrator) switchOver(ctx context.Context, id int64, opts SwapOptions, f
 		return res, fmt.Errorf("%s of migration %d: %w", verb, id, err)
 	}
 	m.logger.Info(verb+" committed", "id", id, "lock_hold", res.LockHold.Round(time.Microsecond), "attempts", res.Attempts, "final_replay", res.FinalReplayed)
-	if _, err := m.pool.Exec(ctx, `UPDATE pgcapacity.migration SET last_lock_hold_seconds = $2 WHERE id = $1`, id, res.LockHold.Seconds()); err != nil {
-		return res, fmt.Errorf("recording the lock hold: %w", err)
+	if err := state.SetLockHold(ctx, m.pool, id, res.LockHold); err != nil {
+		return res, err
 	}
-	_ = recordEvent(ctx, m.pool, id, verb+"_lock", fmt.Sprintf("exclusive lock held %s, %d attempt(s)", res.LockHold.Round(time.Microsecond), res.Attempts))
+	_ = state.RecordEvent(ctx, m.pool, id, verb+"_lock", fmt.Sprintf("exclusive lock held %s, %d attempt(s)", res.LockHold.Round(time.Microsecond), res.Attempts))
 	return res, m.postSwap(ctx, id, copts)
 }
 
 // identityMaxima reads max() of each identity column of the live table.
 func (m *Migrator) identityMaxima(ctx context.Context, mig *Migration) (map[string]int64, error) {
-	t, err := tableByOID(ctx, m.pool, mig.liveOID())
+	t, err := tableByOID(ctx, m.pool, mig.LiveOID())
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +253,7 @@ func (m *Migrator) switchTx(ctx context.Context, tx pgx.Tx, mig *Migration, opts
 	} else if err != nil {
 		return time.Time{}, err
 	}
-	liveOID, shadowOID := mig.liveOID(), mig.shadowOID()
+	liveOID, shadowOID := mig.LiveOID(), mig.ShadowOID()
 	liveName, err := relName(ctx, tx, liveOID)
 	if err != nil {
 		return time.Time{}, err
@@ -361,35 +362,23 @@ func (m *Migrator) switchTx(ctx context.Context, tx pgx.Tx, mig *Migration, opts
 	if !forward {
 		liveSide, shadowSide = "new", "original"
 	}
-	rows, err = tx.Query(ctx, `SELECT o.side, o.relkind, n.nspname::text, c.relname::text, o.live_name, o.shadow_name, o.relid = $2
-		FROM pgcapacity.object_name o JOIN pg_catalog.pg_class c ON c.oid = o.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-		WHERE o.migration_id = $1 ORDER BY o.relkind DESC, c.relname`, mig.ID, liveOID)
+	objects, err := state.ObjectNames(ctx, tx, mig.ID, liveOID)
 	if err != nil {
-		return t0, fmt.Errorf("reading the object names: %w", err)
+		return t0, err
 	}
-	for rows.Next() {
-		var side, kind, schema, current, liveN, shadowN string
-		var isLiveParent bool
-		if err := rows.Scan(&side, &kind, &schema, &current, &liveN, &shadowN, &isLiveParent); err != nil {
-			rows.Close()
-			return t0, err
-		}
-		switch side {
+	for _, o := range objects {
+		switch o.Side {
 		case liveSide:
-			in.renamesLive = append(in.renamesLive, rename{kind, schema, current, shadowN})
-			if isLiveParent {
-				in.liveAfter = qi(schema, shadowN)
+			in.renamesLive = append(in.renamesLive, rename{o.Kind, o.Schema, o.Current, o.ShadowName})
+			if o.IsLiveParent {
+				in.liveAfter = qi(o.Schema, o.ShadowName)
 			}
 		case shadowSide:
-			in.renamesShadow = append(in.renamesShadow, rename{kind, schema, current, liveN})
-			if kind == "r" {
-				in.shadowPartitions = append(in.shadowPartitions, qi(schema, liveN))
+			in.renamesShadow = append(in.renamesShadow, rename{o.Kind, o.Schema, o.Current, o.LiveName})
+			if o.Kind == "r" {
+				in.shadowPartitions = append(in.shadowPartitions, qi(o.Schema, o.LiveName))
 			}
 		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return t0, err
 	}
 	shadowSeq := map[string]uint32{}
 	for _, s := range shadow.Sequences {
@@ -425,11 +414,9 @@ func (m *Migrator) switchTx(ctx context.Context, tx pgx.Tx, mig *Migration, opts
 	m.logger.Debug("swap transaction timing", "id", mig.ID, "read_and_final_replay", tReplay.Sub(t0), "count_check", tCount.Sub(tReplay),
 		"read_names", tRead.Sub(tCount), "script", time.Since(tRead), "statements", len(script))
 	if forward {
-		_, err = tx.Exec(ctx, `UPDATE pgcapacity.migration SET phase = $2, swapped_at = now(), rollback_deadline = now() + make_interval(secs => $3),
-			swaps = swaps + 1, post_swap_pending = true, last_error = NULL WHERE id = $1`, mig.ID, PhaseSwapped, opts.RollbackPeriod.Seconds())
+		err = state.MarkSwapped(ctx, tx, mig.ID, opts.RollbackPeriod)
 	} else {
-		_, err = tx.Exec(ctx, `UPDATE pgcapacity.migration SET phase = $2, rolled_back_at = now(), rollback_deadline = NULL,
-			post_swap_pending = true, last_error = NULL WHERE id = $1`, mig.ID, PhaseRolledBack)
+		err = state.MarkRolledBack(ctx, tx, mig.ID)
 	}
 	if err != nil {
 		return t0, fmt.Errorf("recording the switch: %w", err)
@@ -440,18 +427,18 @@ func (m *Migrator) switchTx(ctx context.Context, tx pgx.Tx, mig *Migration, opts
 	} else if opts.NowReason != "" {
 		detail += "; outside the window: " + opts.NowReason
 	}
-	return t0, recordEvent(ctx, tx, mig.ID, event, detail)
+	return t0, state.RecordEvent(ctx, tx, mig.ID, event, detail)
 }
 
 // postSwap finishes a swap or rollback after its commit: validates the
 // foreign keys that now reference the live table without blocking writes,
 // attaches per-leaf ones to their parent, and analyzes the live table.
 func (m *Migrator) postSwap(ctx context.Context, id int64, opts CopyOptions) error {
-	mig, err := loadMigration(ctx, m.pool, id, false)
+	mig, err := state.Load(ctx, m.pool, id)
 	if err != nil {
 		return err
 	}
-	liveOID := mig.liveOID()
+	liveOID := mig.LiveOID()
 	type pending struct {
 		rel, name, def string
 		validated      bool
@@ -513,10 +500,10 @@ func (m *Migrator) postSwap(ctx context.Context, id int64, opts CopyOptions) err
 	if _, err := m.pool.Exec(ctx, "ANALYZE "+live); err != nil {
 		return fmt.Errorf("analyzing %s: %w", live, err)
 	}
-	if _, err := m.pool.Exec(ctx, `UPDATE pgcapacity.migration SET post_swap_pending = false WHERE id = $1`, id); err != nil {
-		return fmt.Errorf("recording the post-swap steps: %w", err)
+	if err := state.ClearPostSwap(ctx, m.pool, id); err != nil {
+		return err
 	}
-	return recordEvent(ctx, m.pool, id, "post_swap", fmt.Sprintf("%d foreign key step(s); analyzed %s", len(todo), live))
+	return state.RecordEvent(ctx, m.pool, id, "post_swap", fmt.Sprintf("%d foreign key step(s); analyzed %s", len(todo), live))
 }
 
 // snapshotCount counts both tables in one snapshot, outside any lock,
@@ -526,11 +513,11 @@ func (m *Migrator) snapshotCount(ctx context.Context, mig *Migration) (int64, er
 	if err != nil {
 		return 0, err
 	}
-	live, err := relName(ctx, m.pool, mig.liveOID())
+	live, err := relName(ctx, m.pool, mig.LiveOID())
 	if err != nil {
 		return 0, err
 	}
-	shadow, err := relName(ctx, m.pool, mig.shadowOID())
+	shadow, err := relName(ctx, m.pool, mig.ShadowOID())
 	if err != nil {
 		return 0, err
 	}

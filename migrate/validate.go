@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/sigid/pgcapacity/migrate/state"
 )
 
 // Validation is the result of comparing the two tables.
@@ -35,7 +36,7 @@ type PartitionCheck struct {
 // recorded; the swap requires one.
 func (m *Migrator) Validate(ctx context.Context, id int64, opts CopyOptions) (*Validation, error) {
 	opts = opts.withDefaults()
-	mig, err := loadMigration(ctx, m.pool, id, false)
+	mig, err := state.Load(ctx, m.pool, id)
 	if err != nil {
 		return nil, err
 	}
@@ -134,15 +135,15 @@ func (m *Migrator) Validate(ctx context.Context, id int64, opts CopyOptions) (*V
 	sort.Slice(v.Partitions, func(i, j int) bool { return v.Partitions[i].Remainder < v.Partitions[j].Remainder })
 	_ = tx.Rollback(ctx)
 	if v.OK {
-		if _, err := m.pool.Exec(ctx, `UPDATE pgcapacity.migration SET validated_at = now(), last_error = NULL WHERE id = $1`, id); err != nil {
-			return v, fmt.Errorf("recording the validation: %w", err)
+		if err := state.SetValidated(ctx, m.pool, id); err != nil {
+			return v, err
 		}
 	}
 	detail := fmt.Sprintf("ok=%v partitions=%d pending=%d", v.OK, len(v.Partitions), v.Pending)
 	if len(v.Problems) > 0 {
 		detail += "; " + strings.Join(v.Problems, "; ")
 	}
-	_ = recordEvent(ctx, m.pool, id, "validate", detail)
+	_ = state.RecordEvent(ctx, m.pool, id, "validate", detail)
 	return v, nil
 }
 
