@@ -330,6 +330,11 @@ func (m *Migrator) copy(ctx context.Context, mig *Migration, opts CopyOptions) e
 		m.Progress(p)
 	}
 	report()
+	// The first failed batch stops the feeder and, at their next batch
+	// boundary, the other workers: a worker that returned must not leave
+	// the feeder waiting for a taker that never comes.
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
 	work := make(chan state.CopySource)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -339,7 +344,7 @@ func (m *Migrator) copy(ctx context.Context, mig *Migration, opts CopyOptions) e
 		go func() {
 			defer wg.Done()
 			for p := range work {
-				err := m.copyPartition(ctx, mig.ID, t, n, p, opts, limiter, func(blocks, rows int64) {
+				err := m.copyPartition(wctx, mig.ID, t, n, p, opts, limiter, func(blocks, rows int64) {
 					doneBlocks.Add(blocks)
 					copied.Add(rows)
 					report()
@@ -350,6 +355,7 @@ func (m *Migrator) copy(ctx context.Context, mig *Migration, opts CopyOptions) e
 						firstErr = err
 					}
 					mu.Unlock()
+					stop()
 					return
 				}
 			}
@@ -360,22 +366,16 @@ feed:
 		if p.Done || p.NextBlock >= p.TotalBlocks {
 			continue
 		}
-		mu.Lock()
-		failed := firstErr != nil
-		mu.Unlock()
-		if failed {
-			break
-		}
 		select {
 		case work <- p:
-		case <-ctx.Done():
+		case <-wctx.Done():
 			break feed
 		}
 	}
 	close(work)
 	wg.Wait()
 	if firstErr != nil {
-		return firstErr
+		return fmt.Errorf("copy of migration %d: %w: fix the cause, then run `pgcapacity migrate resume %d`", mig.ID, firstErr, mig.ID)
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("copy of migration %d %w: run `pgcapacity migrate resume %d` to continue", mig.ID, ErrInterrupted, mig.ID)

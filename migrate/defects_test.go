@@ -1,0 +1,90 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// The tests of this file reproduce the defects D1-D7 of issue 13, each on
+// a small table of its own.
+
+func emptyDB(t *testing.T) (*pgxpool.Pool, string) {
+	t.Helper()
+	url := newDatabase(t)
+	pool, err := NewPool(context.Background(), url, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool, url
+}
+
+// hashTable creates schema.name partitioned by HASH (tenant_id) into parts
+// partitions, with the given column definitions.
+func hashTable(t *testing.T, pool *pgxpool.Pool, name, columns string, parts int) {
+	t.Helper()
+	mustExec(t, pool, fmt.Sprintf(`CREATE TABLE public.%s (%s) PARTITION BY HASH (tenant_id)`, name, columns))
+	for i := 0; i < parts; i++ {
+		mustExec(t, pool, fmt.Sprintf(`CREATE TABLE public.%s_p%d PARTITION OF public.%s FOR VALUES WITH (MODULUS %d, REMAINDER %d)`, name, i, name, parts, i))
+	}
+}
+
+// shadowOf names the table that does not carry the original name now.
+func shadowOf(t *testing.T, pool *pgxpool.Pool, id int64) string {
+	t.Helper()
+	name, err := relName(context.Background(), pool, loadMig(t, pool, id).ShadowOID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+// TestCopyFailedBatchReturns reproduces D3: a copy batch whose backend is
+// killed used to stop its worker while the feeder waited for ever to hand
+// out the next partition; the process kept the per-table lock.
+func TestCopyFailedBatchReturns(t *testing.T) {
+	ctx := context.Background()
+	pool, _ := emptyDB(t)
+	hashTable(t, pool, "grant_log", `tenant_id uuid NOT NULL, id bigint NOT NULL, note text, PRIMARY KEY (tenant_id, id)`, 8)
+	mustExec(t, pool, `INSERT INTO public.grant_log SELECT gen_random_uuid(), g, repeat('x', 50) FROM generate_series(1, 2000) g`)
+	mustExec(t, pool, `CREATE FUNCTION public.kill_self() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NEW; END $$`)
+	m := New(pool, testLogger(t))
+	// After the first batch, kill the backend of the next one.
+	var armed atomic.Bool
+	m.Progress = func(p Progress) {
+		if p.CopiedRows == 0 || armed.Swap(true) {
+			return
+		}
+		newName := scalar[string](t, pool, `SELECT new_name FROM pgcapacity.migration WHERE id = $1`, p.ID)
+		mustExec(t, pool, fmt.Sprintf(`CREATE TRIGGER kill_copy BEFORE INSERT ON public.%s FOR EACH ROW EXECUTE FUNCTION public.kill_self()`, qi(newName)))
+	}
+	// With the defect, start returns only when this context ends.
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	id, err := m.Start(sctx, StartRequest{
+		PlanRequest: PlanRequest{Schema: "public", Table: "grant_log", Partitions: 16, Thresholds: thresholds()},
+		Reason:      "test", Requester: "alice", Approver: "bob", Copy: CopyOptions{BatchSize: 50, Jobs: 2},
+	})
+	if err == nil {
+		t.Fatal("start succeeded with a killed copy backend")
+	}
+	if errors.Is(err, ErrInterrupted) || sctx.Err() != nil {
+		t.Fatalf("start did not return after the failed batch: %v", err)
+	}
+	t.Logf("start failed as expected: %v", err)
+	m.Progress = nil
+	mig := loadMig(t, pool, id)
+	mustExec(t, pool, fmt.Sprintf(`DROP TRIGGER kill_copy ON public.%s`, qi(mig.NewName)))
+	// The lock was released: resume runs and finishes the copy.
+	if err := m.Resume(ctx, id, CopyOptions{BatchSize: 50, Jobs: 2}, 0); err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	identical(t, pool, "public.grant_log", shadowOf(t, pool, id))
+}
