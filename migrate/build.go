@@ -228,7 +228,7 @@ func copyBatchSQL(t *Table, n names, source string) (plain, onConflict, count st
 
 // replaySQL consumes up to $1 log entries in log order and resynchronises
 // their keys from the live table into the shadow: delete the keys the live
-// table no longer has, then upsert the live rows (an update that changes
+// table no longer has (or has with another identity ALWAYS value), then upsert the live rows (an update that changes
 // nothing is skipped, and one that changes no indexed column stays HOT).
 // When a unique key other than the primary key makes the upsert collide
 // (values moving between rows within one batch), the batch falls back to
@@ -246,6 +246,21 @@ func replaySQL(t *Table, n names, live, shadow string) replayStatements {
 	isKey := map[string]bool{}
 	for _, k := range t.Key {
 		isKey[k] = true
+	}
+	// An identity GENERATED ALWAYS column can only be written by an
+	// INSERT OVERRIDING SYSTEM VALUE, never by the upsert's UPDATE (428C9):
+	// a shadow row whose identity value differs from the live row's (the
+	// key deleted and inserted again) is removed and inserted instead.
+	var always []string
+	for _, c := range t.Columns {
+		if c.Identity == "a" && !isKey[c.Name] {
+			always = append(always, c.Name)
+			isKey[c.Name] = true
+		}
+	}
+	sameRow := keyJoin("l", "k", t.Key)
+	for _, c := range always {
+		sameRow += fmt.Sprintf(" AND l.%s IS NOT DISTINCT FROM t.%s", qi(c), qi(c))
 	}
 	var set, cur, exc []string
 	for _, c := range cols {
@@ -269,7 +284,7 @@ func replaySQL(t *Table, n names, live, shadow string) replayStatements {
 )
 SELECT count(*), coalesce(jsonb_agg(DISTINCT to_jsonb(d)), '[]'::jsonb) FROM d`, n.logTable, n.logTable, list("", t.Key)),
 		remove: fmt.Sprintf(`DELETE FROM %s t USING %s k WHERE %s AND NOT EXISTS (SELECT 1 FROM %s l WHERE %s)`,
-			shadow, keys, keyJoin("t", "k", t.Key), live, keyJoin("l", "k", t.Key)),
+			shadow, keys, keyJoin("t", "k", t.Key), live, sameRow),
 		upsert: fmt.Sprintf(`INSERT INTO %s AS s (%s)%s SELECT %s FROM %s t JOIN %s k ON %s ON CONFLICT (%s) %s`,
 			shadow, list("", cols), overriding(t), list("t.", cols), live, keys, keyJoin("t", "k", t.Key), list("", t.Key), conflict),
 		removeAll: fmt.Sprintf(`DELETE FROM %s t USING %s k WHERE %s`, shadow, keys, keyJoin("t", "k", t.Key)),

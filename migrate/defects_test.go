@@ -35,6 +35,18 @@ func hashTable(t *testing.T, pool *pgxpool.Pool, name, columns string, parts int
 	}
 }
 
+func startOnly(t *testing.T, m *Migrator, table string, to int, copts CopyOptions) int64 {
+	t.Helper()
+	id, err := m.Start(context.Background(), StartRequest{
+		PlanRequest: PlanRequest{Schema: "public", Table: table, Partitions: to, Thresholds: thresholds(), ForceDecreaseReason: "test"},
+		Reason:      "test", Requester: "alice", Approver: "bob", Copy: copts,
+	})
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	return id
+}
+
 // shadowOf names the table that does not carry the original name now.
 func shadowOf(t *testing.T, pool *pgxpool.Pool, id int64) string {
 	t.Helper()
@@ -43,6 +55,39 @@ func shadowOf(t *testing.T, pool *pgxpool.Pool, id int64) string {
 		t.Fatal(err)
 	}
 	return name
+}
+
+// TestReplayIdentityAlways reproduces D2: an identity GENERATED ALWAYS
+// column outside the replay key made the first replay fail with 428C9.
+func TestReplayIdentityAlways(t *testing.T) {
+	ctx := context.Background()
+	pool, _ := emptyDB(t)
+	hashTable(t, pool, "account", `tenant_id uuid NOT NULL, account_id uuid NOT NULL DEFAULT gen_random_uuid(),
+		n bigint GENERATED ALWAYS AS IDENTITY, note text, PRIMARY KEY (tenant_id, account_id)`, 4)
+	mustExec(t, pool, `INSERT INTO public.account (tenant_id, note) SELECT gen_random_uuid(), 'v0' FROM generate_series(1, 300)`)
+	m := New(pool, testLogger(t))
+	id := startOnly(t, m, "account", 8, CopyOptions{BatchSize: 100})
+	mustExec(t, pool, `UPDATE public.account SET note = 'v1' WHERE n % 3 = 0`)
+	mustExec(t, pool, `DELETE FROM public.account WHERE n % 7 = 0`)
+	mustExec(t, pool, `INSERT INTO public.account (tenant_id, note) SELECT gen_random_uuid(), 'new' FROM generate_series(1, 20)`)
+	// The same key deleted and inserted again gets a new identity value.
+	mustExec(t, pool, `WITH d AS (DELETE FROM public.account WHERE n = 1 RETURNING tenant_id, account_id)
+		INSERT INTO public.account (tenant_id, account_id, note) SELECT tenant_id, account_id, 'again' FROM d`)
+	if err := m.Resume(ctx, id, CopyOptions{BatchSize: 100}, 0); err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	identical(t, pool, "public.account", shadowOf(t, pool, id))
+	if v, err := m.Validate(ctx, id, CopyOptions{}); err != nil || !v.OK {
+		t.Fatalf("validate: %+v %v", v, err)
+	}
+	if _, err := m.Swap(ctx, id, SwapOptions{NowReason: "test"}); err != nil {
+		t.Fatalf("swap: %v", err)
+	}
+	mustExec(t, pool, `UPDATE public.account SET note = 'v2' WHERE n % 5 = 0`)
+	if _, err := m.Rollback(ctx, id, SwapOptions{}); err != nil {
+		t.Fatalf("rollback: %v", err)
+	}
+	identical(t, pool, "public.account", shadowOf(t, pool, id))
 }
 
 // TestCopyFailedBatchReturns reproduces D3: a copy batch whose backend is
