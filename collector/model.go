@@ -22,6 +22,7 @@ type Server struct {
 
 // Table is one watched partitioned table with its leaf partitions.
 type Table struct {
+	OID          uint32 // the partitioned parent's
 	Schema       string
 	Name         string
 	Strategy     string // hash, list or range
@@ -70,8 +71,10 @@ type PartitionSizes struct {
 
 // TableSizes are the sizes of one watched table's partitions.
 type TableSizes struct {
+	OID        uint32 // the partitioned parent's
 	Schema     string
 	Name       string
+	Strategy   string // hash, list or range
 	Hot        bool
 	Partitions []PartitionSizes
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sigid/pgcapacity/collector/migrationtables"
 )
 
 // sizesSQL reads heap, index and tenant-leading index bytes of every leaf.
@@ -29,7 +30,7 @@ locked AS (
       AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
 ),
 block AS (SELECT current_setting('block_size')::bigint AS bytes)
-SELECT r.root_schema, r.root_name, r.strategy, coalesce(l.nspname, ''), coalesce(l.relname, ''),
+SELECT r.root, r.root_schema, r.root_name, r.strategy, coalesce(l.nspname, ''), coalesce(l.relname, ''),
        (l.oid IS NOT NULL AND (l.oid IN (SELECT relation FROM locked) OR l.reltoastrelid IN (SELECT relation FROM locked))) AS heap_estimated,
        CASE WHEN l.oid IS NULL THEN 0
             WHEN l.oid IN (SELECT relation FROM locked) OR l.reltoastrelid IN (SELECT relation FROM locked)
@@ -86,8 +87,30 @@ func (s *Sizes) Name() string { return "sizes" }
 // Interval implements Collector.
 func (s *Sizes) Interval() time.Duration { return s.interval }
 
-// Sample runs one round.
+// Sample runs one round and returns the sizes of the watched tables; the
+// tables migrate owns are not among them.
 func (s *Sizes) Sample(ctx context.Context, db *pgxpool.Pool) ([]TableSizes, error) {
+	tables, _, err := s.sample(ctx, db)
+	return tables, err
+}
+
+// sample also returns the sizes of the tables migrate owns.
+func (s *Sizes) sample(ctx context.Context, db *pgxpool.Pool) ([]TableSizes, []owned[TableSizes], error) {
+	tables, err := s.read(ctx, db)
+	if err != nil {
+		return nil, nil, err
+	}
+	// After the catalog query: a migration that started since is recorded.
+	records, err := migrationtables.Read(ctx, db)
+	if err != nil {
+		return nil, nil, err
+	}
+	tables, mine := splitOwned(tables, records, func(t TableSizes) (string, string, uint32) { return t.Schema, t.Name, t.OID },
+		func(t TableSizes) bool { return s.selection.watched(t.Schema, t.Name, t.Strategy) })
+	return tables, mine, nil
+}
+
+func (s *Sizes) read(ctx context.Context, db *pgxpool.Pool) ([]TableSizes, error) {
 	rows, err := db.Query(ctx, sizesSQL, s.selection.TenantColumn)
 	if err != nil {
 		return nil, fmt.Errorf("reading partition sizes: %w", err)
@@ -95,20 +118,23 @@ func (s *Sizes) Sample(ctx context.Context, db *pgxpool.Pool) ([]TableSizes, err
 	var tables []TableSizes
 	for rows.Next() {
 		var (
+			rootOID                                      uint32
 			schema, name, strategy, leafSchema, leafName string
 			heapEstimated, indexEstimated                bool
 			p                                            PartitionSizes
 		)
-		if err := rows.Scan(&schema, &name, &strategy, &leafSchema, &leafName, &heapEstimated, &p.HeapBytes,
+		if err := rows.Scan(&rootOID, &schema, &name, &strategy, &leafSchema, &leafName, &heapEstimated, &p.HeapBytes,
 			&indexEstimated, &p.IndexBytes, &p.TenantIndexBytes); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("scanning partition sizes: %w", err)
 		}
-		if !s.selection.watched(schema, name, strategy) {
+		// migrate's tables are hash-partitioned: kept until the records
+		// say whether they are migrate's or watched (splitOwned).
+		if strategy != "hash" && !s.selection.watched(schema, name, strategy) {
 			continue
 		}
-		if n := len(tables); n == 0 || tables[n-1].Schema != schema || tables[n-1].Name != name {
-			tables = append(tables, TableSizes{Schema: schema, Name: name, Hot: matchAny(s.selection.HotTables, schema, name)})
+		if n := len(tables); n == 0 || tables[n-1].OID != rootOID {
+			tables = append(tables, TableSizes{OID: rootOID, Schema: schema, Name: name, Hot: matchAny(s.selection.HotTables, schema, name), Strategy: strategy})
 		}
 		if leafName == "" {
 			continue
@@ -138,11 +164,19 @@ var (
 
 // Collect implements Collector.
 func (s *Sizes) Collect(ctx context.Context, db *pgxpool.Pool) ([]prometheus.Metric, error) {
-	tables, err := s.Sample(ctx, db)
+	tables, mine, err := s.sample(ctx, db)
 	if err != nil {
 		return nil, err
 	}
-	return s.metrics(tables), nil
+	out := metricList(s.metrics(tables))
+	ownedMetrics(&out, descMigrationTableBytes, mine, func(t TableSizes) float64 {
+		var bytes float64
+		for _, p := range t.Partitions {
+			bytes += p.HeapBytes + p.IndexBytes
+		}
+		return bytes
+	})
+	return out, nil
 }
 
 func (s *Sizes) metrics(tables []TableSizes) []prometheus.Metric {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/sigid/pgcapacity/collector/migrationtables"
 	"github.com/sigid/pgcapacity/internal/config"
 	"github.com/sigid/pgcapacity/internal/playbook/vacuumlag"
 )
@@ -70,7 +71,7 @@ SELECT pg_catalog.pg_size_bytes(current_setting('shared_buffers'))::float8,
 // the pg_stat_get_* functions by OID (what pg_stat_user_tables wraps), which
 // take no locks.
 const statsSQL = partitionTreeCTE + `
-SELECT r.root_schema, r.root_name, r.strategy, r.partition_key, coalesce(r.first_key_column, ''),
+SELECT r.root, r.root_schema, r.root_name, r.strategy, r.partition_key, coalesce(r.first_key_column, ''),
        r.parent_analyzed, r.parent_has_statistics,
        l.oid, coalesce(l.nspname, ''), coalesce(l.relname, ''),
        coalesce(l.reltuples, 0)::float8,
@@ -147,7 +148,15 @@ func (s *Stats) Name() string { return "stats" }
 func (s *Stats) Interval() time.Duration { return s.interval }
 
 // Sample runs one round and returns the server settings and watched tables.
+// The tables migrate owns are not among them.
 func (s *Stats) Sample(ctx context.Context, db *pgxpool.Pool) (Server, []Table, error) {
+	srv, tables, _, err := s.sample(ctx, db)
+	return srv, tables, err
+}
+
+// sample also returns the tables migrate owns, with their partitions'
+// statistics (lag is not tracked for them).
+func (s *Stats) sample(ctx context.Context, db *pgxpool.Pool) (Server, []Table, []owned[Table], error) {
 	var batch pgx.Batch
 	var srv Server
 	var maxThreshold *string
@@ -171,15 +180,22 @@ func (s *Stats) Sample(ctx context.Context, db *pgxpool.Pool) (Server, []Table, 
 		return err
 	})
 	if err := db.SendBatch(ctx, &batch).Close(); err != nil {
-		return srv, nil, fmt.Errorf("reading partition statistics: %w", err)
+		return srv, nil, nil, fmt.Errorf("reading partition statistics: %w", err)
 	}
+	// After the catalog query: a migration that started since is recorded.
+	records, err := migrationtables.Read(ctx, db)
+	if err != nil {
+		return srv, nil, nil, err
+	}
+	tables, owned := splitOwned(tables, records, func(t Table) (string, string, uint32) { return t.Schema, t.Name, t.OID },
+		func(t Table) bool { return s.selection.watched(t.Schema, t.Name, t.Strategy) })
 	if srv.VersionNum >= 180000 {
 		if err := readVacuumTime(ctx, db, tables); err != nil {
-			return srv, nil, err
+			return srv, nil, nil, err
 		}
 	}
 	s.applyLag(srv, tables)
-	return srv, tables, nil
+	return srv, tables, owned, nil
 }
 
 // readVacuumTime fills the vacuum time counters of PostgreSQL 18+.
@@ -221,6 +237,7 @@ func (s *Stats) scanTables(rows pgx.Rows, srv *Server) ([]Table, error) {
 	var tables []Table
 	for rows.Next() {
 		var (
+			rootOID                               uint32
 			schema, name, strategy, key, firstKey string
 			oid                                   *uint32
 			leafSchema, leafName                  string
@@ -230,20 +247,22 @@ func (s *Stats) scanTables(rows pgx.Rows, srv *Server) ([]Table, error) {
 			parentAnalyzed                        *time.Time
 			parentHasStatistics                   bool
 		)
-		if err := rows.Scan(&schema, &name, &strategy, &key, &firstKey, &parentAnalyzed, &parentHasStatistics, &oid, &leafSchema, &leafName,
+		if err := rows.Scan(&rootOID, &schema, &name, &strategy, &key, &firstKey, &parentAnalyzed, &parentHasStatistics, &oid, &leafSchema, &leafName,
 			&p.Reltuples, &p.LiveRows, &p.DeadRows, &p.ModSinceAnalyze, &lastVacuum, &lastAnalyze,
 			&reloptions, &p.XIDAge); err != nil {
 			return nil, fmt.Errorf("scanning partition statistics: %w", err)
 		}
-		if !s.selection.watched(schema, name, strategy) {
+		// migrate's tables are hash-partitioned: kept until the records
+		// say whether they are migrate's or watched (splitOwned).
+		if strategy != "hash" && !s.selection.watched(schema, name, strategy) {
 			continue
 		}
-		if n := len(tables); n == 0 || tables[n-1].Schema != schema || tables[n-1].Name != name {
+		if n := len(tables); n == 0 || tables[n-1].OID != rootOID {
 			tenantKey := firstKey
 			if tenantKey == "" {
 				tenantKey = s.selection.TenantColumn
 			}
-			tables = append(tables, Table{Schema: schema, Name: name, Strategy: strategy, PartitionKey: key,
+			tables = append(tables, Table{OID: rootOID, Schema: schema, Name: name, Strategy: strategy, PartitionKey: key,
 				TenantKey: tenantKey, Hot: matchAny(s.selection.HotTables, schema, name),
 				ParentStatisticsMissing: parentAnalyzed == nil && !parentHasStatistics})
 			if parentAnalyzed != nil {

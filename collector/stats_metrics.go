@@ -57,11 +57,13 @@ var (
 
 // Collect implements Collector.
 func (s *Stats) Collect(ctx context.Context, db *pgxpool.Pool) ([]prometheus.Metric, error) {
-	srv, tables, err := s.Sample(ctx, db)
+	srv, tables, mine, err := s.sample(ctx, db)
 	if err != nil {
 		return nil, err
 	}
-	return s.metrics(srv, tables), nil
+	out := metricList(s.metrics(srv, tables))
+	ownedMetrics(&out, descMigrationTableRows, mine, func(t Table) float64 { return Aggregate(t.Partitions).Total })
+	return out, nil
 }
 
 func (s *Stats) metrics(srv Server, tables []Table) []prometheus.Metric {
