@@ -230,19 +230,25 @@ func copyBatchSQL(t *Table, n names, source string) (plain, onConflict, count st
 // their keys from the live table into the shadow: delete the keys the live
 // table no longer has (or has with another identity ALWAYS value), then upsert the live rows (an update that changes
 // nothing is skipped, and one that changes no indexed column stays HOT).
-// When a unique key other than the primary key makes the upsert collide
-// (values moving between rows within one batch), the batch falls back to
-// deleting all its keys and inserting the live rows. Rerunning either is
-// harmless; a change committed after its snapshot leaves its own log entry
-// for the next round.
+// When a unique key other than the replay key makes the upsert collide (a
+// value moving between rows), the stale shadow row holding the value may
+// belong to a key of a later batch: the batch then falls back to
+// resynchronising every key still in the log as well, removing the shadow
+// rows that differ from the live ones and inserting the live rows missing.
+// In the batch's snapshot every shadow row that differs from its live row
+// has a log entry, so afterwards the shadow holds only live rows and no
+// unique key can collide. Rerunning either is harmless; a change committed
+// after the snapshot leaves its own log entry for the next round.
 type replayStatements struct {
-	take, remove, upsert, removeAll, insert string
-	check                                   string // changedKeysCheckSQL
+	take, remove, upsert   string
+	resyncStale, resyncAdd string // the fallback: batch keys and all logged keys
+	check                  string // changedKeysCheckSQL
 }
 
 func replaySQL(t *Table, n names, live, shadow string) replayStatements {
 	cols := t.InsertableColumns()
 	keys := fmt.Sprintf("jsonb_populate_recordset(NULL::%s, $1)", n.logTable)
+	resync := fmt.Sprintf("(SELECT %s FROM %s UNION SELECT %s FROM %s)", list("", t.Key), keys, list("", t.Key), n.logTable)
 	isKey := map[string]bool{}
 	for _, k := range t.Key {
 		isKey[k] = true
@@ -287,9 +293,10 @@ SELECT count(*), coalesce(jsonb_agg(DISTINCT to_jsonb(d)), '[]'::jsonb) FROM d`,
 			shadow, keys, keyJoin("t", "k", t.Key), live, sameRow),
 		upsert: fmt.Sprintf(`INSERT INTO %s AS s (%s)%s SELECT %s FROM %s t JOIN %s k ON %s ON CONFLICT (%s) %s`,
 			shadow, list("", cols), overriding(t), list("t.", cols), live, keys, keyJoin("t", "k", t.Key), list("", t.Key), conflict),
-		removeAll: fmt.Sprintf(`DELETE FROM %s t USING %s k WHERE %s`, shadow, keys, keyJoin("t", "k", t.Key)),
-		insert: fmt.Sprintf(`INSERT INTO %s (%s)%s SELECT %s FROM %s t JOIN %s k ON %s`,
-			shadow, list("", cols), overriding(t), list("t.", cols), live, keys, keyJoin("t", "k", t.Key)),
+		resyncStale: fmt.Sprintf(`DELETE FROM %s t USING %s k WHERE %s AND NOT EXISTS (SELECT 1 FROM %s l WHERE %s AND ROW(%s) IS NOT DISTINCT FROM ROW(%s))`,
+			shadow, resync, keyJoin("t", "k", t.Key), live, keyJoin("l", "k", t.Key), list("l.", cols), list("t.", cols)),
+		resyncAdd: fmt.Sprintf(`INSERT INTO %s (%s)%s SELECT %s FROM %s t JOIN %s k ON %s ON CONFLICT (%s) DO NOTHING`,
+			shadow, list("", cols), overriding(t), list("t.", cols), live, resync, keyJoin("t", "k", t.Key), list("", t.Key)),
 		check: changedKeysCheckSQL(t, n, live, shadow),
 	}
 }

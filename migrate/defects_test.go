@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -55,6 +56,78 @@ func shadowOf(t *testing.T, pool *pgxpool.Pool, id int64) string {
 		t.Fatal(err)
 	}
 	return name
+}
+
+// TestReplayMovesUniqueValues reproduces D1: a unique value moving between
+// rows inside one transaction (A x→tmp, B y→x, A tmp→y), with the change
+// log cut by a replay batch between A's first and last change, or all of
+// it inside one batch. The replay used to fail with 23505 on every rerun.
+func TestReplayMovesUniqueValues(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		other int // changes logged before the swap of values
+		batch int
+	}{
+		{name: "across a batch boundary", other: 99, batch: 100},
+		{name: "within one batch", other: 10, batch: 1000},
+		{name: "boundary after the first value move", other: 98, batch: 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			pool, _ := emptyDB(t)
+			hashTable(t, pool, "identity", `tenant_id uuid NOT NULL, id bigint NOT NULL, email text NOT NULL, note text,
+				PRIMARY KEY (tenant_id, id), UNIQUE (tenant_id, email)`, 4)
+			mustExec(t, pool, `INSERT INTO public.identity SELECT '00000000-0000-0000-0000-000000000001', g, 'user' || g || '@example.org' FROM generate_series(1, 500) g`)
+			m := New(pool, testLogger(t))
+			id := startOnly(t, m, "identity", 8, CopyOptions{BatchSize: tc.batch})
+			mustExec(t, pool, `UPDATE public.identity SET note = 'other' WHERE id BETWEEN 101 AND 100 + $1`, tc.other)
+			swapEmails(t, pool, 1, 2)
+			for attempt := 0; attempt < 2; attempt++ {
+				if err := m.Resume(ctx, id, CopyOptions{BatchSize: tc.batch}, 0); err != nil {
+					t.Fatalf("resume %d: %v", attempt, err)
+				}
+			}
+			identical(t, pool, "public.identity", shadowOf(t, pool, id))
+			if v, err := m.Validate(ctx, id, CopyOptions{}); err != nil || !v.OK {
+				t.Fatalf("validate: %+v %v", v, err)
+			}
+			if _, err := m.Swap(ctx, id, SwapOptions{NowReason: "test", BatchSize: tc.batch}); err != nil {
+				t.Fatalf("swap: %v", err)
+			}
+			// The same moves after the swap go through the reverse capture.
+			mustExec(t, pool, `UPDATE public.identity SET note = 'again' WHERE id BETWEEN 101 AND 100 + $1`, tc.other)
+			swapEmails(t, pool, 1, 2)
+			if err := m.Resume(ctx, id, CopyOptions{BatchSize: tc.batch}, 0); err != nil {
+				t.Fatalf("resume after the swap: %v", err)
+			}
+			identical(t, pool, "public.identity", shadowOf(t, pool, id))
+		})
+	}
+}
+
+// swapEmails exchanges the emails of rows a and b in one transaction,
+// through a temporary value, as an identity service does.
+func swapEmails(t *testing.T, pool *pgxpool.Pool, a, b int) {
+	t.Helper()
+	ctx := context.Background()
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		var ea, eb string
+		if err := tx.QueryRow(ctx, `SELECT (SELECT email FROM public.identity WHERE id = $1), (SELECT email FROM public.identity WHERE id = $2)`, a, b).Scan(&ea, &eb); err != nil {
+			return err
+		}
+		for _, st := range []struct {
+			id    int
+			email string
+		}{{a, "tmp"}, {b, ea}, {a, eb}} {
+			if _, err := tx.Exec(ctx, `UPDATE public.identity SET email = $2 WHERE id = $1`, st.id, st.email); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("exchanging emails: %v", err)
+	}
 }
 
 // TestReplayIdentityAlways reproduces D2: an identity GENERATED ALWAYS

@@ -18,7 +18,8 @@ const maxReplayBatch = 50000
 
 // replayBatchKeys consumes up to limit log entries inside tx, resynchronises
 // their keys from the live table into the shadow table and returns those
-// keys, as a JSON array of key objects.
+// keys, as a JSON array of key objects. tx must read the log and the live
+// table in one snapshot (REPEATABLE READ, or under the swap's lock).
 func replayBatchKeys(ctx context.Context, tx db, st replayStatements, limit int) (int64, []byte, error) {
 	var consumed int64
 	var keys []byte
@@ -42,15 +43,16 @@ func replayBatchKeys(ctx context.Context, tx db, st replayStatements, limit int)
 	if sqlState(err) != "23505" {
 		return 0, nil, fmt.Errorf("replaying changes (upserting current rows): %w", err)
 	}
-	// Another unique key collided inside the batch: resynchronise the
-	// whole batch by delete and insert instead.
+	// Another unique key collided: a value moved to a key of this batch
+	// from a key whose change may lie in a later batch. Resynchronise this
+	// batch and every key still in the log (see replaySQL).
 	if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgcapacity_upsert"); err != nil {
 		return 0, nil, err
 	}
-	if _, err := tx.Exec(ctx, st.removeAll, keys); err != nil {
+	if _, err := tx.Exec(ctx, st.resyncStale, keys); err != nil {
 		return 0, nil, fmt.Errorf("replaying changes (removing stale rows): %w", err)
 	}
-	if _, err := tx.Exec(ctx, st.insert, keys); err != nil {
+	if _, err := tx.Exec(ctx, st.resyncAdd, keys); err != nil {
 		return 0, nil, fmt.Errorf("replaying changes (copying current rows): %w", err)
 	}
 	return consumed, keys, nil
@@ -111,13 +113,11 @@ func (m *Migrator) catchUpCollect(ctx context.Context, id int64, opts CopyOption
 		}
 		var consumed int64
 		bctx := context.WithoutCancel(ctx)
-		// With a collector (before a swap) each batch runs in one snapshot
-		// and checks its own keys in it: the rows it wrote must equal the
-		// live rows it read.
-		txOpts := pgx.TxOptions{}
-		if collect != nil {
-			txOpts.IsoLevel = pgx.RepeatableRead
-		}
+		// Each batch reads the log and the live rows in one snapshot: the
+		// collision fallback relies on it. With a collector (before a
+		// swap) it checks its own keys in it too: the rows it wrote must
+		// equal the live rows it read.
+		txOpts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead}
 		err := m.retryConflicts(bctx, func() error {
 			return pgx.BeginTxFunc(bctx, m.pool, txOpts, func(tx pgx.Tx) error {
 				var err error
