@@ -36,27 +36,19 @@ func abortSQL(n names, live string, liveParts []string, newTable string) []strin
 // since the swap, with its capture triggers and change log.
 func (m *Migrator) DropOld(ctx context.Context, id int64, rollbackPeriod time.Duration, opts CopyOptions) error {
 	opts = opts.withDefaults()
-	mig, err := state.Load(ctx, m.pool, id)
+	mig, lock, done, err := m.admit(ctx, id, state.StepDropOld)
 	if err != nil {
 		return err
 	}
-	switch mig.Phase {
-	case PhaseDropped:
+	if done {
 		m.logger.Info("already dropped", "id", id)
 		return nil
-	case PhaseSwapped:
-	default:
-		return fmt.Errorf("migration %d is %s: drop-old applies only to a swapped migration", id, mig.Phase)
 	}
+	defer lock.release()
 	if deadline := mig.SwappedAt.Add(rollbackPeriod); m.now().Before(deadline) {
 		return fmt.Errorf("migration %d was swapped at %s and the rollback period (%s) runs until %s: the original stays until then so the swap can be rolled back; rerun after that, or pass a shorter --rollback-period if the release owners agreed",
 			id, mig.SwappedAt.UTC().Format(time.RFC3339), rollbackPeriod, deadline.UTC().Format(time.RFC3339))
 	}
-	lock, err := lockTable(ctx, m.pool, mig.OriginalOID)
-	if err != nil {
-		return err
-	}
-	defer lock.release()
 	if mig.PostSwapPending {
 		if err := m.postSwap(ctx, id, opts); err != nil {
 			return err
@@ -65,6 +57,9 @@ func (m *Migrator) DropOld(ctx context.Context, id int64, rollbackPeriod time.Du
 	err = m.retry(ctx, "drop-old", opts.Retries, func() error {
 		return m.inTx(ctx, m.pool, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", opts.LockTimeout.Milliseconds())); err != nil {
+				return err
+			}
+			if _, err := guard(ctx, tx, id, state.StepDropOld); err != nil {
 				return err
 			}
 			live, err := tableByOID(ctx, tx, *mig.NewOID)
@@ -85,7 +80,7 @@ func (m *Migrator) DropOld(ctx context.Context, id int64, rollbackPeriod time.Du
 			if _, err := tx.Exec(ctx, strings.Join(stmts, ";\n")); err != nil {
 				return fmt.Errorf("dropping the original: %w", err)
 			}
-			if err := state.MarkFinished(ctx, tx, id, PhaseDropped); err != nil {
+			if err := state.Apply(ctx, tx, id, state.StepDropOld); err != nil {
 				return err
 			}
 			return state.RecordEvent(ctx, tx, id, "drop_old", "dropped "+retained)
@@ -101,27 +96,21 @@ func (m *Migrator) DropOld(ctx context.Context, id int64, rollbackPeriod time.Du
 // a rollback); the original table is left as it was.
 func (m *Migrator) Abort(ctx context.Context, id int64, opts CopyOptions) error {
 	opts = opts.withDefaults()
-	mig, err := state.Load(ctx, m.pool, id)
+	mig, lock, done, err := m.admit(ctx, id, state.StepAbort)
 	if err != nil {
 		return err
 	}
-	switch mig.Phase {
-	case PhaseAborted:
+	if done {
 		m.logger.Info("already aborted", "id", id)
 		return nil
-	case PhaseSwapped:
-		return fmt.Errorf("migration %d is swapped: roll it back first (`pgcapacity migrate rollback %d`), then abort", id, id)
-	case PhaseDropped:
-		return fmt.Errorf("migration %d is finished (the original was dropped): nothing to abort", id)
-	}
-	lock, err := lockTable(ctx, m.pool, mig.OriginalOID)
-	if err != nil {
-		return err
 	}
 	defer lock.release()
 	err = m.retry(ctx, "abort", opts.Retries, func() error {
 		return m.inTx(ctx, m.pool, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", opts.LockTimeout.Milliseconds())); err != nil {
+				return err
+			}
+			if _, err := guard(ctx, tx, id, state.StepAbort); err != nil {
 				return err
 			}
 			orig, err := tableByOID(ctx, tx, mig.OriginalOID)
@@ -150,7 +139,7 @@ func (m *Migrator) Abort(ctx context.Context, id int64, opts CopyOptions) error 
 			if err := state.DeleteCopyProgress(ctx, tx, id); err != nil {
 				return err
 			}
-			if err := state.MarkFinished(ctx, tx, id, PhaseAborted); err != nil {
+			if err := state.Apply(ctx, tx, id, state.StepAbort); err != nil {
 				return err
 			}
 			return state.RecordEvent(ctx, tx, id, "abort", "removed "+newTable+", the change log and the capture triggers")

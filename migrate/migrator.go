@@ -25,7 +25,7 @@ type Migrator struct {
 // Progress is a snapshot of a running copy or replay.
 type Progress struct {
 	ID            int64
-	Phase         string
+	Phase         Phase
 	CopiedRows    int64
 	EstimatedRows int64
 	DoneBlocks    int64

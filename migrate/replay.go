@@ -178,7 +178,7 @@ func (m *Migrator) catchUpCollect(ctx context.Context, id int64, opts CopyOption
 		}
 	}
 	if mig.Phase == PhaseCatchingUp {
-		if err := state.MarkReady(ctx, m.pool, id); err != nil {
+		if err := state.Apply(ctx, m.pool, id, state.StepCaughtUp); err != nil {
 			return err
 		}
 		_ = state.RecordEvent(ctx, m.pool, id, "ready", fmt.Sprintf("caught up: %d changes replayed", replayed))
@@ -192,14 +192,7 @@ func (m *Migrator) catchUpCollect(ctx context.Context, id int64, opts CopyOption
 // shadow table stays current) until ctx ends.
 func (m *Migrator) Resume(ctx context.Context, id int64, opts CopyOptions, follow time.Duration) error {
 	opts = opts.withDefaults()
-	mig, err := state.Load(ctx, m.pool, id)
-	if err != nil {
-		return err
-	}
-	if !mig.Active() {
-		return fmt.Errorf("migration %d is %s: nothing to resume", id, mig.Phase)
-	}
-	lock, err := lockTable(ctx, m.pool, mig.OriginalOID)
+	_, lock, _, err := m.admit(ctx, id, state.StepResume)
 	if err != nil {
 		return err
 	}

@@ -380,7 +380,7 @@ feed:
 	if ctx.Err() != nil {
 		return fmt.Errorf("copy of migration %d %w: run `pgcapacity migrate resume %d` to continue", mig.ID, ErrInterrupted, mig.ID)
 	}
-	if err := state.MarkCopied(ctx, m.pool, mig.ID); err != nil {
+	if err := state.Apply(ctx, m.pool, mig.ID, state.StepCopied); err != nil {
 		return err
 	}
 	_ = state.RecordEvent(ctx, m.pool, mig.ID, "copied", fmt.Sprintf("%d rows copied", copied.Load()))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/sigid/pgcapacity/migrate/state"
@@ -22,6 +23,9 @@ const (
 	PhaseAborted    = state.PhaseAborted
 )
 
+// Phase is where a migration stands.
+type Phase = state.Phase
+
 // Migration is one row of pgcapacity.migration.
 type Migration = state.Migration
 
@@ -36,6 +40,49 @@ const advisoryNamespace = state.AdvisoryNamespace
 
 // ListMigrations returns every migration, newest first.
 func ListMigrations(ctx context.Context, q db) ([]*Migration, error) { return state.List(ctx, q) }
+
+// admit makes step s of migration id start: it checks the phase, takes the
+// table's migration lock and re-reads the migration under it, so that a
+// command that waited for another (swap behind abort, rollback behind
+// drop-old) sees the phase that one left. done reports a step that may be
+// rerun and was already taken: nothing is locked then.
+func (m *Migrator) admit(ctx context.Context, id int64, s state.Step) (mig *Migration, lock *tableLock, done bool, err error) {
+	tr := state.TransitionFor(s)
+	if mig, err = state.Load(ctx, m.pool, id); err != nil {
+		return nil, nil, false, err
+	}
+	if tr.Done(mig.Phase) {
+		return mig, nil, true, nil
+	}
+	if err := tr.Check(id, mig.Phase); err != nil {
+		return nil, nil, false, err
+	}
+	if lock, err = lockTable(ctx, m.pool, mig.OriginalOID); err != nil {
+		return nil, nil, false, err
+	}
+	if mig, err = state.Load(ctx, m.pool, id); err == nil {
+		if tr.Done(mig.Phase) {
+			lock.release()
+			return mig, nil, true, nil
+		}
+		err = tr.Check(id, mig.Phase)
+	}
+	if err != nil {
+		lock.release()
+		return nil, nil, false, err
+	}
+	return mig, lock, false, nil
+}
+
+// guard re-reads migration id FOR UPDATE in tx, the transaction that will
+// apply step s, and checks that the step may still start from its phase.
+func guard(ctx context.Context, tx pgx.Tx, id int64, s state.Step) (*Migration, error) {
+	mig, err := state.LoadForUpdate(ctx, tx, id)
+	if err != nil {
+		return nil, err
+	}
+	return mig, state.TransitionFor(s).Check(id, mig.Phase)
+}
 
 // tableLock holds the session advisory lock that makes one process at a
 // time work on a table's migration.

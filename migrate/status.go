@@ -69,28 +69,8 @@ func (m *Migrator) status(ctx context.Context, mig *Migration, events bool) (*St
 	return s, nil
 }
 
-// Next says what the operator does next.
-func (s *Status) Next() string {
-	id := s.ID
-	switch s.Phase {
-	case PhaseCopying, PhaseCatchingUp:
-		return fmt.Sprintf("pgcapacity migrate resume %d   (continues from the last checkpoint)", id)
-	case PhaseReady:
-		if s.ValidatedAt == nil {
-			return fmt.Sprintf("pgcapacity migrate validate %d", id)
-		}
-		return fmt.Sprintf("pgcapacity migrate swap %d --window \"Sat 02:00-04:00 Europe/Berlin\"", id)
-	case PhaseSwapped:
-		if s.RollbackDeadline != nil {
-			return fmt.Sprintf("keep the original until %s (rollback: pgcapacity migrate rollback %d), then pgcapacity migrate drop-old %d",
-				s.RollbackDeadline.UTC().Format(time.RFC3339), id, id)
-		}
-		return fmt.Sprintf("pgcapacity migrate drop-old %d after the rollback period", id)
-	case PhaseRolledBack:
-		return fmt.Sprintf("pgcapacity migrate swap %d again, or pgcapacity migrate abort %d", id, id)
-	}
-	return "nothing: finished"
-}
+// Next says what the operator does next (state.Hints).
+func (s *Status) Next() string { return state.Hint(s.Phase, s.ID, s.RollbackDeadline) }
 
 // Print writes the status for a person.
 func (s *Status) Print(w io.Writer) {

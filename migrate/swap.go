@@ -78,29 +78,17 @@ func (m *Migrator) switchOver(ctx context.Context, id int64, opts SwapOptions, f
 		opts.CatchUpTimeout = 10 * time.Minute
 	}
 	copts := CopyOptions{BatchSize: opts.BatchSize, BacklogTarget: opts.BacklogTarget, LockTimeout: opts.LockTimeout, Retries: opts.Retries, StopWhenStalled: true, MaxFinalReplay: opts.MaxFinalReplay}.withDefaults()
-	mig, err := state.Load(ctx, m.pool, id)
+	verb, step := "swap", state.StepSwap
+	if !forward {
+		verb, step = "rollback", state.StepRollback
+	}
+	mig, lock, _, err := m.admit(ctx, id, step)
 	if err != nil {
 		return nil, err
 	}
-	verb := "swap"
-	if forward {
-		switch mig.Phase {
-		case PhaseReady, PhaseRolledBack:
-		case PhaseCopying, PhaseCatchingUp:
-			return nil, fmt.Errorf("migration %d is still %s: run `pgcapacity migrate resume %d` until it is ready, then validate", id, mig.Phase, id)
-		case PhaseSwapped:
-			return nil, fmt.Errorf("migration %d is already swapped", id)
-		default:
-			return nil, fmt.Errorf("migration %d is %s: nothing to swap", id, mig.Phase)
-		}
-		if mig.ValidatedAt == nil {
-			return nil, fmt.Errorf("migration %d has not been validated: run `pgcapacity migrate validate %d` first", id, id)
-		}
-	} else {
-		verb = "rollback"
-		if mig.Phase != PhaseSwapped {
-			return nil, fmt.Errorf("migration %d is %s: only a swapped migration can be rolled back", id, mig.Phase)
-		}
+	defer lock.release()
+	if forward && mig.ValidatedAt == nil {
+		return nil, fmt.Errorf("migration %d has not been validated: run `pgcapacity migrate validate %d` first", id, id)
 	}
 	res := &SwapResult{}
 	var until time.Time
@@ -127,11 +115,6 @@ func (m *Migrator) switchOver(ctx context.Context, id int64, opts SwapOptions, f
 			until = now.Add(time.Hour)
 		}
 	}
-	lock, err := lockTable(ctx, m.pool, mig.OriginalOID)
-	if err != nil {
-		return nil, err
-	}
-	defer lock.release()
 	if mig.PostSwapPending {
 		if err := m.postSwap(ctx, id, copts); err != nil {
 			return nil, err
@@ -183,6 +166,9 @@ func (m *Migrator) switchOver(ctx context.Context, id int64, opts SwapOptions, f
 		}
 		var t0 time.Time
 		err := m.inTx(ctx, m.pool, func(tx pgx.Tx) error {
+			if _, err := guard(ctx, tx, id, step); err != nil {
+				return err
+			}
 			var err error
 			t0, err = m.switchTx(ctx, tx, mig, opts, forward, maxima, changed, res)
 			return err
@@ -414,12 +400,12 @@ func (m *Migrator) switchTx(ctx context.Context, tx pgx.Tx, mig *Migration, opts
 	m.logger.Debug("swap transaction timing", "id", mig.ID, "read_and_final_replay", tReplay.Sub(t0), "count_check", tCount.Sub(tReplay),
 		"read_names", tRead.Sub(tCount), "script", time.Since(tRead), "statements", len(script))
 	if forward {
-		err = state.MarkSwapped(ctx, tx, mig.ID, opts.RollbackPeriod)
+		err = state.Apply(ctx, tx, mig.ID, state.StepSwap, opts.RollbackPeriod.Seconds())
 	} else {
-		err = state.MarkRolledBack(ctx, tx, mig.ID)
+		err = state.Apply(ctx, tx, mig.ID, state.StepRollback)
 	}
 	if err != nil {
-		return t0, fmt.Errorf("recording the switch: %w", err)
+		return t0, err
 	}
 	event, detail := "swap", fmt.Sprintf("%d rows; final replay %d changes", res.Rows, res.FinalReplayed)
 	if !forward {

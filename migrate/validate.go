@@ -36,16 +36,7 @@ type PartitionCheck struct {
 // recorded; the swap requires one.
 func (m *Migrator) Validate(ctx context.Context, id int64, opts CopyOptions) (*Validation, error) {
 	opts = opts.withDefaults()
-	mig, err := state.Load(ctx, m.pool, id)
-	if err != nil {
-		return nil, err
-	}
-	switch mig.Phase {
-	case PhaseReady, PhaseSwapped, PhaseRolledBack, PhaseCatchingUp:
-	default:
-		return nil, fmt.Errorf("migration %d is %s: validation needs a finished copy (resume it first) and both tables", id, mig.Phase)
-	}
-	lock, err := lockTable(ctx, m.pool, mig.OriginalOID)
+	mig, lock, _, err := m.admit(ctx, id, state.StepValidate)
 	if err != nil {
 		return nil, err
 	}

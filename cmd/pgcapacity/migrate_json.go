@@ -65,7 +65,7 @@ func statusView(s *migrate.Status) statusJSON {
 		v.migrationJSON = migrationJSON{
 			ID: m.ID, Schema: m.Schema, Table: m.Table, OriginalOID: m.OriginalOID, NewOID: m.NewOID, NewName: m.NewName,
 			RetainedName: m.RetainedName, FromPartitions: m.FromPartitions, ToPartitions: m.ToPartitions, KeyColumns: m.KeyColumns,
-			Phase: m.Phase, Reason: m.Reason, Requester: m.Requester, Approver: m.Approver, ForceDecreaseReason: m.ForceDecreaseReason,
+			Phase: string(m.Phase), Reason: m.Reason, Requester: m.Requester, Approver: m.Approver, ForceDecreaseReason: m.ForceDecreaseReason,
 			CreatedAt: m.CreatedAt, CopyStartedAt: m.CopyStartedAt, CopyFinishedAt: m.CopyFinishedAt, ValidatedAt: m.ValidatedAt,
 			SwappedAt: m.SwappedAt, RolledBackAt: m.RolledBackAt, RollbackDeadline: m.RollbackDeadline, FinishedAt: m.FinishedAt,
 			EstimatedRows: m.EstimatedRows, Swaps: m.Swaps, LastLockHoldSeconds: m.LastLockHoldSeconds,

@@ -9,17 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Phases of a migration.
-const (
-	PhaseCopying    = "copying"     // capture installed, copy in progress
-	PhaseCatchingUp = "catching_up" // copy done, replaying the backlog
-	PhaseReady      = "ready"       // backlog small: validate, then swap
-	PhaseSwapped    = "swapped"     // new table live, original retained and kept current
-	PhaseRolledBack = "rolled_back" // original live again, new table kept current
-	PhaseDropped    = "dropped"     // original dropped after the rollback period: done
-	PhaseAborted    = "aborted"     // everything the migration created removed
-)
-
 // Migration is one row of pgcapacity.migration.
 type Migration struct {
 	ID                  int64
@@ -32,7 +21,7 @@ type Migration struct {
 	FromPartitions      int
 	ToPartitions        int
 	KeyColumns          []string
-	Phase               string
+	Phase               Phase
 	Reason              string
 	Requester           string
 	Approver            string
@@ -74,7 +63,7 @@ func (m *Migration) ShadowOID() uint32 {
 }
 
 // Active reports whether the migration still holds objects in the database.
-func (m *Migration) Active() bool { return m.Phase != PhaseDropped && m.Phase != PhaseAborted }
+func (m *Migration) Active() bool { return m.Phase.Active() }
 
 // ErrNoMigration is returned for an unknown migration id.
 var ErrNoMigration = errors.New("no such migration")
@@ -162,7 +151,7 @@ func Insert(ctx context.Context, q DB, n New) (int64, error) {
 		INSERT INTO pgcapacity.migration (schema_name, table_name, original_oid, new_name, retained_name, from_partitions, to_partitions,
 		    key_columns, phase, reason, requester, approver, force_decrease_reason, estimated_rows, copy_started_at)
 		VALUES ($1, $2, $3, '', '', $4, $5, $6, $7, $8, $9, $10, $11, $12, now()) RETURNING id`,
-		n.Schema, n.Table, n.OriginalOID, n.From, n.To, n.Key, PhaseCopying, n.Reason, n.Requester, n.Approver, n.ForceDecreaseReason, n.EstimatedRows).Scan(&id)
+		n.Schema, n.Table, n.OriginalOID, n.From, n.To, n.Key, string(TransitionFor(StepStart).To), n.Reason, n.Requester, n.Approver, n.ForceDecreaseReason, n.EstimatedRows).Scan(&id)
 	return id, err
 }
 
@@ -202,45 +191,4 @@ func ClearPostSwap(ctx context.Context, q DB, id int64) error {
 		return fmt.Errorf("recording the post-swap steps: %w", err)
 	}
 	return nil
-}
-
-// MarkCopied moves a copying migration to catching_up, recording the rows
-// copied as its exact row estimate.
-func MarkCopied(ctx context.Context, q DB, id int64) error {
-	_, err := q.Exec(ctx, `
-		WITH c AS (SELECT coalesce(sum(copied_rows), 0) AS rows FROM pgcapacity.copy_progress WHERE migration_id = $1)
-		UPDATE pgcapacity.migration SET phase = $2, copy_finished_at = now(), estimated_rows = c.rows, last_error = NULL
-		FROM c WHERE id = $1 AND phase = $3`, id, PhaseCatchingUp, PhaseCopying)
-	if err != nil {
-		return fmt.Errorf("recording the end of the copy: %w", err)
-	}
-	return nil
-}
-
-// MarkReady moves a catching_up migration to ready.
-func MarkReady(ctx context.Context, q DB, id int64) error {
-	if _, err := q.Exec(ctx, `UPDATE pgcapacity.migration SET phase = $2, last_error = NULL WHERE id = $1 AND phase = $3`, id, PhaseReady, PhaseCatchingUp); err != nil {
-		return fmt.Errorf("recording migration %d as ready: %w", id, err)
-	}
-	return nil
-}
-
-// MarkSwapped records a committed swap (in the swap's transaction).
-func MarkSwapped(ctx context.Context, q DB, id int64, rollbackPeriod time.Duration) error {
-	_, err := q.Exec(ctx, `UPDATE pgcapacity.migration SET phase = $2, swapped_at = now(), rollback_deadline = now() + make_interval(secs => $3),
-		swaps = swaps + 1, post_swap_pending = true, last_error = NULL WHERE id = $1`, id, PhaseSwapped, rollbackPeriod.Seconds())
-	return err
-}
-
-// MarkRolledBack records a committed rollback (in its transaction).
-func MarkRolledBack(ctx context.Context, q DB, id int64) error {
-	_, err := q.Exec(ctx, `UPDATE pgcapacity.migration SET phase = $2, rolled_back_at = now(), rollback_deadline = NULL,
-		post_swap_pending = true, last_error = NULL WHERE id = $1`, id, PhaseRolledBack)
-	return err
-}
-
-// MarkFinished records a migration as dropped or aborted.
-func MarkFinished(ctx context.Context, q DB, id int64, phase string) error {
-	_, err := q.Exec(ctx, `UPDATE pgcapacity.migration SET phase = $2, finished_at = now(), last_error = NULL WHERE id = $1`, id, phase)
-	return err
 }
