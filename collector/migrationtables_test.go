@@ -109,7 +109,7 @@ func TestMigrateTablesKeptApart(t *testing.T) {
 		t.Fatalf("start was to be interrupted in the copy, got %v", err)
 	}
 	var phase string
-	if err := f.admin.QueryRow(f.ctx, `SELECT phase FROM pgcapacity.migration WHERE id = $1`, id).Scan(&phase); err != nil || phase != migrate.PhaseCopying {
+	if err := f.admin.QueryRow(f.ctx, `SELECT phase FROM pgcapacity.migration WHERE id = $1`, id).Scan(&phase); err != nil || phase != string(migrate.PhaseCopying) {
 		t.Fatalf("migration %d is %q (%v), want it copying", id, phase, err)
 	}
 	ids := fmt.Sprint(id)
