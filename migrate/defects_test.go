@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -205,4 +206,72 @@ func TestCopyFailedBatchReturns(t *testing.T) {
 		t.Fatalf("resume: %v", err)
 	}
 	identical(t, pool, "public.grant_log", shadowOf(t, pool, id))
+}
+
+// TestPartitionCountBounds reproduces D7: --partitions had no upper bound
+// (plan --partitions 2147483647 ran out of memory, start --partitions
+// 100000 created partitions for minutes), and nothing checked that the
+// swap could lock every partition within the server's lock table.
+func TestPartitionCountBounds(t *testing.T) {
+	ctx := context.Background()
+	pool, _ := emptyDB(t)
+	// Many indexes make the swap's lock count pass the lock table of the
+	// test server (max_locks_per_transaction 1024 × 200 connections)
+	// below MaxPartitions.
+	var cols, idx []string
+	for i := 0; i < 60; i++ {
+		cols = append(cols, fmt.Sprintf("c%d int", i))
+		idx = append(idx, fmt.Sprintf("CREATE INDEX ON public.wide (c%d)", i))
+	}
+	hashTable(t, pool, "wide", "tenant_id uuid NOT NULL, id bigint NOT NULL, "+strings.Join(cols, ", ")+", PRIMARY KEY (tenant_id, id)", 4)
+	for _, s := range idx {
+		mustExec(t, pool, s)
+	}
+	capacity := scalar[int](t, pool, `SELECT current_setting('max_locks_per_transaction')::int * (current_setting('max_connections')::int + current_setting('max_prepared_transactions')::int)`)
+	m := New(pool, testLogger(t))
+	for _, tc := range []struct {
+		partitions int
+		err        string // from Plan
+		refusal    string // in Plan.Refusals
+	}{
+		{partitions: 2147483647, err: "above the limit of 4096"},
+		{partitions: 100000, err: "above the limit of 4096"},
+		{partitions: MaxPartitions, refusal: "raise max_locks_per_transaction"},
+		{partitions: 64},
+	} {
+		t.Run(fmt.Sprint(tc.partitions), func(t *testing.T) {
+			req := PlanRequest{Schema: "public", Table: "wide", Partitions: tc.partitions, Thresholds: thresholds()}
+			p, err := m.Plan(ctx, req)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("plan: %v, want an error saying %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("plan: %v", err)
+			}
+			refusals := strings.Join(p.Refusals, "; ")
+			if tc.refusal == "" {
+				if refusals != "" {
+					t.Fatalf("refused: %s", refusals)
+				}
+				if need := swapLocks(p.Table, tc.partitions); need > capacity {
+					t.Fatalf("the accepted case needs %d locks, more than the %d the server has", need, capacity)
+				}
+				return
+			}
+			if !strings.Contains(refusals, tc.refusal) || !strings.Contains(refusals, fmt.Sprint(capacity)) {
+				t.Fatalf("refusals %q, want one saying %q and naming the lock table size %d", refusals, tc.refusal, capacity)
+			}
+			_, err = m.Start(ctx, StartRequest{PlanRequest: req, Reason: "r", Requester: "a", Approver: "b"})
+			var refused *RefusedError
+			if !errors.As(err, &refused) {
+				t.Fatalf("start: %v, want the refusal", err)
+			}
+			if n := scalar[int](t, pool, `SELECT count(*) FROM pg_catalog.pg_namespace WHERE nspname = 'pgcapacity'`); n != 0 {
+				t.Error("the refused start created the pgcapacity schema")
+			}
+		})
+	}
 }

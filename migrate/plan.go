@@ -75,6 +75,23 @@ type Step struct {
 	SQL  []string
 }
 
+// MaxPartitions is the largest partition count migrate creates: every
+// query that cannot prune plans and locks every partition, and the swap
+// locks all of them, old and new, in one transaction.
+const MaxPartitions = 4096
+
+// swapLocks estimates the relation locks the swap transaction holds at
+// once: both parents and all their partitions, each with its indexes, the
+// identity sequences, and the referencing tables and views.
+func swapLocks(t *Table, to int) int {
+	perTable := 1 + len(t.Indexes)
+	n := (1+len(t.Partitions))*perTable + (1+to)*perTable + 2*len(t.Sequences) + len(t.Views)
+	for _, fk := range t.ReferencingFKs {
+		n += 1 + len(fk.LeafPartitions)
+	}
+	return n
+}
+
 // Plan reads the table and builds the plan; refusals are in Plan.Refusals.
 func (m *Migrator) Plan(ctx context.Context, req PlanRequest) (*Plan, error) {
 	if req.Table == "" {
@@ -82,6 +99,9 @@ func (m *Migrator) Plan(ctx context.Context, req PlanRequest) (*Plan, error) {
 	}
 	if req.Partitions < 1 {
 		return nil, fmt.Errorf("--partitions %d is not a partition count: give the target number of hash partitions, such as 32", req.Partitions)
+	}
+	if req.Partitions > MaxPartitions {
+		return nil, fmt.Errorf("--partitions %d is above the limit of %d: past a few thousand partitions planning and locking cost more than they save; choose a smaller count", req.Partitions, MaxPartitions)
 	}
 	if req.AssumedRowsPerSecond <= 0 {
 		req.AssumedRowsPerSecond = 50000
@@ -122,6 +142,17 @@ func (m *Migrator) buildPlan(ctx context.Context, tx pgx.Tx, t *Table, req PlanR
 	}
 	if p.To == p.From {
 		p.Refusals = append(p.Refusals, fmt.Sprintf("%s already has %d partitions", t.Qualified(), p.From))
+	}
+	// The lock table is shared by every session and sized by these
+	// settings; a swap that needs more fails out of shared memory every time.
+	var locksPerTx, conns, prepared int
+	if err := tx.QueryRow(ctx, `SELECT current_setting('max_locks_per_transaction')::int, current_setting('max_connections')::int,
+		current_setting('max_prepared_transactions')::int`).Scan(&locksPerTx, &conns, &prepared); err != nil {
+		return nil, fmt.Errorf("reading the lock table size: %w", err)
+	}
+	if need, capacity := swapLocks(t, p.To), locksPerTx*(conns+prepared); need > capacity {
+		p.Refusals = append(p.Refusals, fmt.Sprintf("the swap to %d partitions would lock about %d relations in one transaction, more than the server's lock table holds for all sessions together (max_locks_per_transaction %d × (max_connections %d + max_prepared_transactions %d) = %d): choose fewer partitions, or raise max_locks_per_transaction (a restart) to at least %d",
+			p.To, need, locksPerTx, conns, prepared, capacity, (need+conns+prepared-1)/(conns+prepared)))
 	}
 	var err error
 	if p.AssumedID, err = state.NextID(ctx, tx); err != nil {
