@@ -275,3 +275,80 @@ func TestPartitionCountBounds(t *testing.T) {
 		})
 	}
 }
+
+// lockHolder is the backend holding a per-table migration lock, 0 if none.
+func lockHolder(t *testing.T, pool *pgxpool.Pool) int {
+	t.Helper()
+	return scalar[int](t, pool, `SELECT coalesce((SELECT pid FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND classid = $1::bigint::oid AND objsubid = 2 AND granted LIMIT 1), 0)`, advisoryNamespace)
+}
+
+// TestLostTableLock reproduces D4: the per-table lock was held on an idle
+// connection nobody checked, so a terminated lock session or
+// idle_session_timeout dropped it while the copy went on without it (and a
+// second resume could run alongside).
+func TestLostTableLock(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// afterFirstBatch runs once, after the first copy batch.
+		afterFirstBatch func(t *testing.T, pool *pgxpool.Pool)
+		idleTimeout     bool // the database sets idle_session_timeout = 300ms
+		wantLost        bool
+	}{
+		{name: "lock session terminated", wantLost: true, afterFirstBatch: func(t *testing.T, pool *pgxpool.Pool) {
+			pid := lockHolder(t, pool)
+			if pid == 0 {
+				t.Error("no session holds the per-table lock during the copy")
+				return
+			}
+			mustExec(t, pool, `SELECT pg_terminate_backend($1, 10000)`, pid)
+		}},
+		{name: "idle_session_timeout", idleTimeout: true, afterFirstBatch: func(t *testing.T, pool *pgxpool.Pool) {
+			// Longer than the database's idle_session_timeout: the lock's
+			// session must survive it.
+			time.Sleep(time.Second)
+			if lockHolder(t, pool) == 0 {
+				t.Error("the per-table lock was dropped by idle_session_timeout")
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			admin, url := emptyDB(t)
+			hashTable(t, admin, "grant_log", `tenant_id uuid NOT NULL, id bigint NOT NULL, note text, PRIMARY KEY (tenant_id, id)`, 8)
+			mustExec(t, admin, `INSERT INTO public.grant_log SELECT gen_random_uuid(), g, repeat('x', 50) FROM generate_series(1, 2000) g`)
+			if tc.idleTimeout {
+				mustExec(t, admin, `DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET idle_session_timeout = %L', current_database(), '300ms'); END $$`)
+			}
+			pool, err := NewPool(ctx, url, 8)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pool.Close()
+			m := New(pool, testLogger(t))
+			var once atomic.Bool
+			m.Progress = func(p Progress) {
+				if p.Phase == PhaseCopying && p.CopiedRows > 0 && !once.Swap(true) {
+					tc.afterFirstBatch(t, admin)
+				}
+			}
+			copts := CopyOptions{BatchSize: 50, Jobs: 1}
+			id, err := m.Start(ctx, StartRequest{
+				PlanRequest: PlanRequest{Schema: "public", Table: "grant_log", Partitions: 16, Thresholds: thresholds()},
+				Reason:      "test", Requester: "alice", Approver: "bob", Copy: copts,
+			})
+			if tc.wantLost {
+				if !errors.Is(err, ErrLockLost) {
+					t.Fatalf("start after its lock session was terminated: %v, want %v", err, ErrLockLost)
+				}
+				t.Logf("start stopped: %v", err)
+				m.Progress = nil
+				if err := m.Resume(ctx, id, copts, 0); err != nil {
+					t.Fatalf("resume: %v", err)
+				}
+			} else if err != nil {
+				t.Fatalf("start: %v", err)
+			}
+			identical(t, admin, "public.grant_log", shadowOf(t, admin, id))
+		})
+	}
+}

@@ -45,6 +45,7 @@ func (m *Migrator) DropOld(ctx context.Context, id int64, rollbackPeriod time.Du
 		return nil
 	}
 	defer lock.release()
+	ctx = lock.bind(ctx)
 	if deadline := mig.SwappedAt.Add(rollbackPeriod); m.now().Before(deadline) {
 		return fmt.Errorf("migration %d was swapped at %s and the rollback period (%s) runs until %s: the original stays until then so the swap can be rolled back; rerun after that, or pass a shorter --rollback-period if the release owners agreed",
 			id, mig.SwappedAt.UTC().Format(time.RFC3339), rollbackPeriod, deadline.UTC().Format(time.RFC3339))
@@ -105,6 +106,7 @@ func (m *Migrator) Abort(ctx context.Context, id int64, opts CopyOptions) error 
 		return nil
 	}
 	defer lock.release()
+	ctx = lock.bind(ctx)
 	err = m.retry(ctx, "abort", opts.Retries, func() error {
 		return m.inTx(ctx, m.pool, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", opts.LockTimeout.Milliseconds())); err != nil {

@@ -49,7 +49,7 @@ func (m *Migrator) SetClock(now func() time.Time) { m.now = now }
 
 // NewPool connects with the session settings every migration step relies
 // on: row_security off (a policy that would hide rows raises an error
-// instead of silently filtering the copy), no statement timeout, and an
+// instead of silently filtering the copy), no statement or idle timeouts, and an
 // application name that shows in pg_stat_activity.
 func NewPool(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
@@ -64,6 +64,13 @@ func NewPool(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, er
 	rp["row_security"] = "off"
 	rp["statement_timeout"] = "0"
 	rp["idle_in_transaction_session_timeout"] = "0"
+	// idle_session_timeout (PostgreSQL 14+; unknown before, so not a
+	// startup parameter) would end the idle session that holds the
+	// per-table lock, and the lock with it.
+	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, `SELECT pg_catalog.set_config('idle_session_timeout', '0', false) WHERE current_setting('server_version_num')::int >= 140000`)
+		return err
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to PostgreSQL: %w", err)
@@ -92,6 +99,9 @@ func (m *Migrator) inTx(ctx context.Context, q interface {
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	if _, err := tx.Exec(ctx, `SELECT pg_catalog.set_config('search_path', '', true)`); err != nil {
+		return err
+	}
+	if err := checkLock(ctx, tx); err != nil {
 		return err
 	}
 	if err := fn(tx); err != nil {

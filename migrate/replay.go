@@ -120,6 +120,9 @@ func (m *Migrator) catchUpCollect(ctx context.Context, id int64, opts CopyOption
 		txOpts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead}
 		err := m.retryConflicts(bctx, func() error {
 			return pgx.BeginTxFunc(bctx, m.pool, txOpts, func(tx pgx.Tx) error {
+				if err := checkLock(bctx, tx); err != nil {
+					return err
+				}
 				var err error
 				var keys []byte
 				consumed, keys, err = replayBatchKeys(bctx, tx, st, limit)
@@ -197,6 +200,7 @@ func (m *Migrator) Resume(ctx context.Context, id int64, opts CopyOptions, follo
 		return err
 	}
 	defer lock.release()
+	ctx = lock.bind(ctx)
 	if err := m.run(ctx, id, opts); err != nil {
 		return err
 	}

@@ -94,6 +94,7 @@ func (m *Migrator) Start(ctx context.Context, req StartRequest) (int64, error) {
 		return 0, err
 	}
 	defer lock.release()
+	ctx = lock.bind(ctx)
 
 	var id int64
 	err = m.retry(ctx, "installing change capture", opts.Retries, func() error {
@@ -419,6 +420,9 @@ func (m *Migrator) copyPartition(ctx context.Context, id int64, t *Table, n name
 		conflict := false
 		err := m.retryConflicts(bctx, func() error {
 			return pgx.BeginFunc(bctx, m.pool, func(tx pgx.Tx) error {
+				if err := checkLock(bctx, tx); err != nil {
+					return err
+				}
 				if !conflict {
 					tag, err := tx.Exec(bctx, plain, next, end)
 					if sqlState(err) == "23505" {

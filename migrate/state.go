@@ -89,10 +89,13 @@ func guard(ctx context.Context, tx pgx.Tx, id int64, s state.Step) (*Migration, 
 type tableLock struct {
 	conn *pgxpool.Conn
 	key  int32
+	pid  uint32 // the backend holding it
 }
 
 // lockTable takes the per-table advisory lock on a dedicated connection, or
-// fails naming the process that holds it.
+// fails naming the process that holds it. The caller binds it to its
+// context (see bind), so that the steps run with it check it first.
+// NewPool's session settings keep timeouts from ending the idle lock session.
 func lockTable(ctx context.Context, pool *pgxpool.Pool, tableOID uint32) (*tableLock, error) {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
@@ -100,7 +103,8 @@ func lockTable(ctx context.Context, pool *pgxpool.Pool, tableOID uint32) (*table
 	}
 	key := int32(tableOID)
 	var ok bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, $2)`, advisoryNamespace, key).Scan(&ok); err != nil {
+	var pid uint32
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, $2), pg_backend_pid()`, advisoryNamespace, key).Scan(&ok, &pid); err != nil {
 		conn.Release()
 		return nil, fmt.Errorf("taking the migration lock: %w", err)
 	}
@@ -114,7 +118,7 @@ func lockTable(ctx context.Context, pool *pgxpool.Pool, tableOID uint32) (*table
 		conn.Release()
 		return nil, fmt.Errorf("another pgcapacity process is working on this table's migration (backend %s): wait for it to finish or stop it, then rerun", holder)
 	}
-	return &tableLock{conn: conn, key: key}, nil
+	return &tableLock{conn: conn, key: key, pid: pid}, nil
 }
 
 func (l *tableLock) release() {

@@ -87,6 +87,7 @@ func (m *Migrator) switchOver(ctx context.Context, id int64, opts SwapOptions, f
 		return nil, err
 	}
 	defer lock.release()
+	ctx = lock.bind(ctx)
 	if forward && mig.ValidatedAt == nil {
 		return nil, fmt.Errorf("migration %d has not been validated: run `pgcapacity migrate validate %d` first", id, id)
 	}
@@ -280,6 +281,10 @@ func (m *Migrator) switchTx(ctx context.Context, tx pgx.Tx, mig *Migration, opts
 		return time.Time{}, err
 	}
 	t0 := time.Now()
+	// The per-table lock may have been lost while this waited for its locks.
+	if err := checkLock(ctx, tx); err != nil {
+		return t0, err
+	}
 	live, err := tableByOID(ctx, tx, liveOID)
 	if err != nil {
 		return t0, err

@@ -41,6 +41,7 @@ func (m *Migrator) Validate(ctx context.Context, id int64, opts CopyOptions) (*V
 		return nil, err
 	}
 	defer lock.release()
+	ctx = lock.bind(ctx)
 	if err := m.catchUp(ctx, id, opts); err != nil {
 		return nil, err
 	}
