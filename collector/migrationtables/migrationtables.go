@@ -11,15 +11,15 @@
 // (after a swap the new table carries the live name; a dropped table's OID
 // may be reused).
 //
-// Read queries migrate's state read-only (migrate/state.go defines the
-// schema); migrate itself does not import this package.
+// Read reads migrate's records through its store (migrate/state, which
+// defines the schema); migrate itself does not import this package.
 package migrationtables
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/sigid/pgcapacity/migrate/state"
 )
 
 // Roles of a migration table, the role label's values.
@@ -53,52 +53,23 @@ type Querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
-// existsSQL: no pgcapacity schema means no migration was ever started.
-// Checking first keeps such databases free of an error per round in their
-// server log.
-const existsSQL = `SELECT to_regclass('pgcapacity.migration') IS NOT NULL`
-
-// recordsSQL reads every migration, finished ones too: a table the round's
-// catalog query saw may have been dropped by a drop-old or abort that
-// committed since, and must still not count as an ordinary table.
-const recordsSQL = `
-SELECT id, schema_name, original_oid, retained_name, new_oid, new_name
-FROM pgcapacity.migration`
-
 // Read returns the migrations recorded in the database. Read it after the
 // catalog query whose tables it classifies: a migration that started in
-// between is then already recorded.
+// between is then already recorded. It reads every migration, finished ones
+// too: a table the round's catalog query saw may have been dropped by a
+// drop-old or abort that committed since, and must still not count as an
+// ordinary table.
 func Read(ctx context.Context, q Querier) (Records, error) {
-	var exists bool
-	if err := q.QueryRow(ctx, existsSQL).Scan(&exists); err != nil {
-		return Records{}, fmt.Errorf("looking for migrate's records: %w", err)
+	recs, err := state.TableRecords(ctx, q)
+	if err != nil || len(recs) == 0 {
+		return Records{}, err
 	}
-	if !exists {
-		return Records{}, nil
-	}
-	rows, err := q.Query(ctx, recordsSQL)
-	if err != nil {
-		return Records{}, fmt.Errorf("reading migrate's records of its tables: %w", err)
-	}
-	defer rows.Close()
 	r := Records{byOID: map[uint32][]record{}}
-	for rows.Next() {
-		var (
-			id                        int64
-			schema, retained, newName string
-			original                  uint32
-			newOID                    *uint32
-		)
-		if err := rows.Scan(&id, &schema, &original, &retained, &newOID, &newName); err != nil {
-			return Records{}, fmt.Errorf("reading migrate's records of its tables: %w", err)
+	for _, rec := range recs {
+		r.byOID[rec.OriginalOID] = append(r.byOID[rec.OriginalOID], record{Table{rec.ID, RoleRetained}, rec.Schema, rec.RetainedName})
+		if rec.NewOID != nil {
+			r.byOID[*rec.NewOID] = append(r.byOID[*rec.NewOID], record{Table{rec.ID, RoleShadow}, rec.Schema, rec.NewName})
 		}
-		r.byOID[original] = append(r.byOID[original], record{Table{id, RoleRetained}, schema, retained})
-		if newOID != nil {
-			r.byOID[*newOID] = append(r.byOID[*newOID], record{Table{id, RoleShadow}, schema, newName})
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return Records{}, fmt.Errorf("reading migrate's records of its tables: %w", err)
 	}
 	return r, nil
 }

@@ -69,7 +69,9 @@ func (m *Migration) Active() bool { return m.Phase.Active() }
 var ErrNoMigration = errors.New("no such migration")
 
 // Load reads migration id.
-func Load(ctx context.Context, q DB, id int64) (*Migration, error) { return load(ctx, q, id, false) }
+func Load(ctx context.Context, q Reader, id int64) (*Migration, error) {
+	return load(ctx, q, id, false)
+}
 
 // LoadForUpdate reads migration id and locks its row until the end of the
 // transaction q, so that its phase cannot change under the caller.
@@ -77,7 +79,7 @@ func LoadForUpdate(ctx context.Context, q DB, id int64) (*Migration, error) {
 	return load(ctx, q, id, true)
 }
 
-func load(ctx context.Context, q DB, id int64, forUpdate bool) (*Migration, error) {
+func load(ctx context.Context, q Reader, id int64, forUpdate bool) (*Migration, error) {
 	sql := `SELECT ` + migrationColumns + ` FROM pgcapacity.migration WHERE id = $1`
 	if forUpdate {
 		sql += ` FOR UPDATE`
@@ -101,7 +103,7 @@ func load(ctx context.Context, q DB, id int64, forUpdate bool) (*Migration, erro
 
 // List returns every migration, newest first; none when the state schema
 // does not exist.
-func List(ctx context.Context, q DB) ([]*Migration, error) {
+func List(ctx context.Context, q Reader) ([]*Migration, error) {
 	rows, err := q.Query(ctx, `SELECT `+migrationColumns+` FROM pgcapacity.migration ORDER BY id DESC`)
 	if err != nil {
 		if isUndefinedTable(err) {
@@ -117,7 +119,7 @@ func List(ctx context.Context, q DB) ([]*Migration, error) {
 }
 
 // NextID is the id the next migration will most likely get (plan shows it).
-func NextID(ctx context.Context, q DB) (int64, error) {
+func NextID(ctx context.Context, q Reader) (int64, error) {
 	var stateExists bool
 	if err := q.QueryRow(ctx, `SELECT pg_catalog.to_regclass('pgcapacity.migration') IS NOT NULL`).Scan(&stateExists); err != nil {
 		return 0, err

@@ -42,7 +42,7 @@ type CopySource struct {
 }
 
 // CopySources reads the copy checkpoints of migration id.
-func CopySources(ctx context.Context, q DB, id int64) ([]CopySource, error) {
+func CopySources(ctx context.Context, q Reader, id int64) ([]CopySource, error) {
 	rows, err := q.Query(ctx, `SELECT p.source_oid, p.source_name, p.total_blocks, p.next_block, p.copied_rows, p.done, greatest(c.reltuples, 0), c.relpages::bigint
 		FROM pgcapacity.copy_progress p JOIN pg_catalog.pg_class c ON c.oid = p.source_oid
 		WHERE p.migration_id = $1 ORDER BY p.source_name`, id)
@@ -69,7 +69,7 @@ func Checkpoint(ctx context.Context, q DB, id int64, source uint32, nextBlock, r
 }
 
 // CopyTotals sums the checkpoints of migration id.
-func CopyTotals(ctx context.Context, q DB, id int64) (copied, doneBlocks, totalBlocks int64, err error) {
+func CopyTotals(ctx context.Context, q Reader, id int64) (copied, doneBlocks, totalBlocks int64, err error) {
 	if err := q.QueryRow(ctx, `SELECT coalesce(sum(copied_rows), 0)::bigint, coalesce(sum(least(next_block, total_blocks)), 0)::bigint, coalesce(sum(total_blocks), 0)::bigint
 		FROM pgcapacity.copy_progress WHERE migration_id = $1`, id).Scan(&copied, &doneBlocks, &totalBlocks); err != nil {
 		return 0, 0, 0, fmt.Errorf("reading the progress of migration %d: %w", id, err)
@@ -101,7 +101,7 @@ type ObjectName struct {
 
 // ObjectNames reads the relations migration id renames; IsLiveParent marks
 // liveOID.
-func ObjectNames(ctx context.Context, q DB, id int64, liveOID uint32) ([]ObjectName, error) {
+func ObjectNames(ctx context.Context, q Reader, id int64, liveOID uint32) ([]ObjectName, error) {
 	rows, err := q.Query(ctx, `SELECT o.side, o.relkind, n.nspname::text, c.relname::text, o.live_name, o.shadow_name, o.relid = $2
 		FROM pgcapacity.object_name o JOIN pg_catalog.pg_class c ON c.oid = o.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 		WHERE o.migration_id = $1 ORDER BY o.relkind DESC, c.relname`, id, liveOID)
@@ -132,7 +132,7 @@ func RecordEvent(ctx context.Context, q DB, id int64, event, detail string) erro
 }
 
 // Events reads the audit trail of migration id, oldest first.
-func Events(ctx context.Context, q DB, id int64) ([]Event, error) {
+func Events(ctx context.Context, q Reader, id int64) ([]Event, error) {
 	rows, err := q.Query(ctx, `SELECT at, actor, event, detail FROM pgcapacity.migration_event WHERE migration_id = $1 ORDER BY id`, id)
 	if err != nil {
 		return nil, fmt.Errorf("reading the events of migration %d: %w", id, err)
@@ -175,7 +175,7 @@ ORDER BY m.id`
 
 // Summaries reads every active migration in one query; none when the state
 // schema does not exist.
-func Summaries(ctx context.Context, q DB) ([]Summary, error) {
+func Summaries(ctx context.Context, q Reader) ([]Summary, error) {
 	exists, err := Exists(ctx, q)
 	if err != nil || !exists {
 		return nil, err
@@ -187,6 +187,40 @@ func Summaries(ctx context.Context, q DB) ([]Summary, error) {
 	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Summary])
 	if err != nil {
 		return nil, fmt.Errorf("reading migration state: %w", err)
+	}
+	return out, nil
+}
+
+// TableRecord is what a migration recorded of the tables it owns.
+type TableRecord struct {
+	ID           int64
+	Schema       string
+	OriginalOID  uint32
+	RetainedName string
+	NewOID       *uint32
+	NewName      string
+}
+
+// TableRecords reads the tables of every migration, finished ones too;
+// none when no migration was ever started. The collectors use it to keep
+// migrate's shadow and retained tables apart from the watched ones.
+func TableRecords(ctx context.Context, q Reader) ([]TableRecord, error) {
+	// Checking first keeps a database without migrations free of an
+	// error per sampling round in its server log.
+	var exists bool
+	if err := q.QueryRow(ctx, `SELECT to_regclass('pgcapacity.migration') IS NOT NULL`).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("looking for migrate's records: %w", err)
+	}
+	if !exists {
+		return nil, nil
+	}
+	rows, err := q.Query(ctx, `SELECT id, schema_name, original_oid, retained_name, new_oid, new_name FROM pgcapacity.migration`)
+	if err != nil {
+		return nil, fmt.Errorf("reading migrate's records of its tables: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[TableRecord])
+	if err != nil {
+		return nil, fmt.Errorf("reading migrate's records of its tables: %w", err)
 	}
 	return out, nil
 }

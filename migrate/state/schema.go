@@ -21,6 +21,12 @@ type DB interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
+// Reader is what the read-only functions need.
+type Reader interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
 // AdvisoryNamespace is the first key of every pgcapacity advisory lock.
 const AdvisoryNamespace = 0x70676361 // "pgca"
 
@@ -105,7 +111,7 @@ func Ensure(ctx context.Context, pool *pgxpool.Pool) error {
 }
 
 // Exists reports whether the state schema was ever created.
-func Exists(ctx context.Context, q DB) (bool, error) {
+func Exists(ctx context.Context, q Reader) (bool, error) {
 	var exists bool
 	if err := q.QueryRow(ctx, `SELECT pg_catalog.to_regclass('pgcapacity.migration') IS NOT NULL AND pg_catalog.to_regclass('pgcapacity.copy_progress') IS NOT NULL`).Scan(&exists); err != nil {
 		return false, fmt.Errorf("looking for the pgcapacity schema: %w", err)
