@@ -254,3 +254,48 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(k)
 	return k
 }
+
+// List and range parents named in PGCAPACITY_TABLES are published like
+// hash ones, with their strategy on pgcapacity_table_info (the hash-only
+// rules select strategy="hash"); without patterns only hash parents are.
+func TestListAndRangeParentsPublishTheirStrategy(t *testing.T) {
+	f := newFixture(t, slices.Concat(hashTable("hashed", 2), []string{
+		`CREATE TABLE listed (region text NOT NULL, id int) PARTITION BY LIST (region)`,
+		`CREATE TABLE listed_eu PARTITION OF listed FOR VALUES IN ('eu')`,
+		`CREATE TABLE listed_us PARTITION OF listed FOR VALUES IN ('us')`,
+		`CREATE TABLE ranged (at date NOT NULL, id int) PARTITION BY RANGE (at)`,
+		`CREATE TABLE ranged_2026 PARTITION OF ranged FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')`,
+	})...)
+	tests := []struct {
+		name   string
+		tables []string
+		want   map[string]string // table → strategy label
+		parts  map[string]float64
+	}{
+		{"default: hash parents only", nil, map[string]string{"hashed": "hash"}, map[string]float64{"hashed": 2}},
+		{"named: every strategy", []string{"hashed", "listed", "public.ranged"},
+			map[string]string{"hashed": "hash", "listed": "list", "ranged": "range"},
+			map[string]float64{"hashed": 2, "listed": 2, "ranged": 1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sel := collector.Selection{Tables: tc.tables, TenantColumn: "tenant_id"}
+			got := publish(t, f, collector.NewStats(sel, time.Minute, false), collector.NewSizes(sel, time.Minute, false))
+			strategies := map[string]string{}
+			for _, s := range got["pgcapacity_table_info"] {
+				strategies[s.labels["table"]] = s.labels["strategy"]
+			}
+			parts := map[string]float64{}
+			for _, s := range got["pgcapacity_table_partitions"] {
+				parts[s.labels["table"]] = s.value
+			}
+			heap := map[string]bool{}
+			for _, s := range got["pgcapacity_table_heap_bytes"] {
+				heap[s.labels["table"]] = true
+			}
+			if fmt.Sprint(strategies) != fmt.Sprint(tc.want) || fmt.Sprint(parts) != fmt.Sprint(tc.parts) || len(heap) != len(tc.want) {
+				t.Errorf("table_info strategies %v, partitions %v, sized %v; want %v, %v", strategies, parts, heap, tc.want, tc.parts)
+			}
+		})
+	}
+}

@@ -109,7 +109,10 @@ func (g generator) planningGroup() Group {
 	w := t.RuleWindow.D()
 	window := promDuration(w)
 	retention := t.WriteRetentionTarget.D().Seconds()
-	hot := fmt.Sprintf(`and on (%s) pgcapacity_table_info{hot="true"}`, byTable)
+	// Rules 1, 2 and 4 judge hash partition counts: list and range parents
+	// (watched when PGCAPACITY_TABLES names them) are left out, as check does.
+	hash := fmt.Sprintf(`and on (%s) pgcapacity_table_info{strategy="hash"}`, byTable)
+	hotHash := fmt.Sprintf(`and on (%s) pgcapacity_table_info{hot="true",strategy="hash"}`, byTable)
 	// The baseline of a table's p95 is the median of its hourly p95 over the
 	// window that ended one window ago: when the alert fires, a window after
 	// the regression began, that is the window before it began.
@@ -130,10 +133,10 @@ func (g generator) planningGroup() Group {
 		{Record: RecordLatencyBaseline, Expr: baseline},
 		{Record: RecordLatencyBaselineRatio, Expr: ratio},
 
-		{Record: RecordLiveRowsHolds, Expr: primaryOnly("pgcapacity_table_partition_live_rows_avg > bool " + num(t.LiveRowsPerPartition))},
-		{Record: RecordSkewHolds, Expr: primaryOnly("pgcapacity_table_partition_skew_ratio > bool " + num(t.SkewRatio))},
+		{Record: RecordLiveRowsHolds, Expr: primaryOnly("(pgcapacity_table_partition_live_rows_avg > bool " + num(t.LiveRowsPerPartition) + ")\n" + hash)},
+		{Record: RecordSkewHolds, Expr: primaryOnly("(pgcapacity_table_partition_skew_ratio > bool " + num(t.SkewRatio) + ")\n" + hash)},
 		{Record: RecordTenantIndexHolds, Expr: primaryOnly(RecordHotIndexShare + " > bool " + num(t.TenantIndexBufferRatio))},
-		{Record: RecordVacuumLagHolds, Expr: primaryOnly("(pgcapacity_table_vacuum_lag_seconds > bool " + num(retention) + ")\n" + hot)},
+		{Record: RecordVacuumLagHolds, Expr: primaryOnly("(pgcapacity_table_vacuum_lag_seconds > bool " + num(retention) + ")\n" + hotHash)},
 		// Absent (not 0) while vacuum or analyze lag: such samples count
 		// neither way, so an ordinary autovacuum cycle does not restart the week.
 		{Record: RecordLatencyHolds, Expr: primaryOnly(regressed)},
