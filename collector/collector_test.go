@@ -14,6 +14,7 @@ import (
 	"github.com/sigid/pgcapacity/collector"
 	"github.com/sigid/pgcapacity/internal/dbpool"
 	"github.com/sigid/pgcapacity/internal/pgstat"
+	"github.com/sigid/pgcapacity/internal/playbook"
 	"github.com/sigid/pgcapacity/internal/throwaway/pgtest"
 )
 
@@ -543,6 +544,15 @@ func TestParentStatistics(t *testing.T) {
 	if tb := tables["public.pstat"]; !tb.ParentStatisticsMissing || !tb.ParentAnalyzed.IsZero() {
 		t.Fatalf("never-analyzed parent: missing %v, analyzed %v", tb.ParentStatisticsMissing, tb.ParentAnalyzed)
 	}
+	// The newest partition analyze is what makes a parent stale.
+	parts := tables["public.pstat"].Partitions
+	newest := collector.Aggregate(parts).LastAnalyze
+	if newest.IsZero() || newest.Before(parts[0].LastAnalyze) || newest.Before(parts[1].LastAnalyze) {
+		t.Errorf("newest partition analyze %v, partitions %v and %v", newest, parts[0].LastAnalyze, parts[1].LastAnalyze)
+	}
+	if !playbook.ParentStatisticsStale(tables["public.pstat"], srv.Now, 7*24*time.Hour) {
+		t.Error("a parent without statistics whose partitions were analyzed is not stale")
+	}
 	if srv.VersionNum >= 180000 {
 		f.exec(`ANALYZE ONLY pstat`)
 	} else {
@@ -557,5 +567,17 @@ func TestParentStatistics(t *testing.T) {
 	})
 	if !tb.ParentAnalyzed.IsZero() && tb.ParentAnalyzed.Before(srv.Now) {
 		t.Errorf("parent analyzed at %v, before the ANALYZE issued after %v", tb.ParentAnalyzed, srv.Now)
+	}
+	// Fresh statistics are not stale; with no age allowed they are exactly
+	// when ANALYZE (before 18) analyzed the partitions after the parent.
+	// PostgreSQL 13 reports no analyze time for a parent: not judged.
+	now := time.Now()
+	if playbook.ParentStatisticsStale(tb, now, 7*24*time.Hour) {
+		t.Error("a parent analyzed just now is stale")
+	}
+	want := srv.VersionNum >= 140000 && srv.VersionNum < 180000
+	if got := playbook.ParentStatisticsStale(tb, now, 0); got != want {
+		t.Errorf("on %d with no age allowed: stale %v, want %v (parent %v, newest partition %v)",
+			srv.VersionNum, got, want, tb.ParentAnalyzed, collector.Aggregate(tb.Partitions).LastAnalyze)
 	}
 }

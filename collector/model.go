@@ -104,6 +104,10 @@ type Aggregates struct {
 	VacuumLag  time.Duration
 	AnalyzeLag time.Duration
 	XIDAgeMax  float64
+	// LastAnalyze is the newest analyze or autoanalyze of any partition
+	// (zero when none was ever analyzed): parent statistics older than it
+	// miss changes the partitions' own statistics have seen.
+	LastAnalyze time.Time
 }
 
 // Aggregate computes the per-table figures the rules and check use.
@@ -120,6 +124,9 @@ func Aggregate(parts []Partition) Aggregates {
 		a.VacuumLag = max(a.VacuumLag, p.VacuumLag)
 		a.AnalyzeLag = max(a.AnalyzeLag, p.AnalyzeLag)
 		a.XIDAgeMax = max(a.XIDAgeMax, p.XIDAge)
+		if p.LastAnalyze.After(a.LastAnalyze) {
+			a.LastAnalyze = p.LastAnalyze
+		}
 	}
 	a.Avg = a.Total / float64(len(parts))
 	a.Median = median(rows)

@@ -51,6 +51,7 @@ var (
 	descTableVacuumTime     = newDesc("table_vacuum_seconds_total", "Time spent in manual VACUUM of the table's partitions (PostgreSQL 18+); absent before 18.", tableLabels)
 	descTableAutovacuumTime = newDesc("table_autovacuum_seconds_total", "Time spent in autovacuum of the table's partitions (PostgreSQL 18+); absent before 18.", tableLabels)
 	descParentAnalyzeAge    = newDesc("table_parent_analyze_age_seconds", "Time since the partitioned parent itself was last analyzed (autovacuum never analyzes it); absent when never analyzed or not reported.", tableLabels)
+	descTableLastAnalyze    = newDesc("table_partition_last_analyze_timestamp_seconds", "Newest analyze or autoanalyze among the table's partitions; 0 when none was ever analyzed. Parent statistics older than it are stale.", tableLabels)
 	descParentMissing       = newDesc("table_parent_statistics_missing", "1 when the partitioned parent has no statistics of its own: run ANALYZE (ANALYZE ONLY on PostgreSQL 18+) on it.", tableLabels)
 	descPartAutovacuumOff   = newDesc("partition_autovacuum_disabled", "1 when autovacuum_enabled=false is set on the partition.", partitionLabels)
 )
@@ -96,6 +97,7 @@ func (s *Stats) metrics(srv Server, tables []Table) []prometheus.Metric {
 		}
 		out.add(descTableXIDAge, a.XIDAgeMax, t.Schema, t.Name)
 		out.add(descParentMissing, boolFloat(t.ParentStatisticsMissing), t.Schema, t.Name)
+		out.add(descTableLastAnalyze, unixSeconds(a.LastAnalyze), t.Schema, t.Name)
 		if !t.ParentAnalyzed.IsZero() {
 			out.add(descParentAnalyzeAge, max(srv.Now.Sub(t.ParentAnalyzed).Seconds(), 0), t.Schema, t.Name)
 		}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sigid/pgcapacity/collector/adminops"
+	"github.com/sigid/pgcapacity/internal/playbook"
 )
 
 // Recording rules other packages (dashboards) rely on. Every series keeps
@@ -39,6 +40,9 @@ const (
 	collectorFailingFor = 15 * time.Minute
 	checkFailingFor     = 30 * time.Minute
 	wraparoundFor       = 5 * time.Minute
+	// A parent stays stale until someone analyzes it; an hour lets the
+	// ANALYZE that follows a bulk load or a new table's first rows finish.
+	parentStatisticsFor = time.Hour
 )
 
 const (
@@ -201,6 +205,11 @@ func (g generator) operationalGroup() Group {
 			"Autovacuum of a hot table is behind the write retention target.",
 			fmt.Sprintf("The worst partition of hot table %s%s has had dead rows above its autovacuum trigger without a vacuum for {{ $value | humanizeDuration }}, above the write retention target of %s, for %s.",
 				tableName, onInstance, promDuration(retention), promDuration(t.VacuumLagFor.D()))),
+		g.alert(playbook.AlertParentStatistics, primaryOnly(parentStatisticsStale(t.ParentAnalyzeMaxAge.D())), promDuration(parentStatisticsFor),
+			SeverityWarning, CategoryAutovacuum,
+			"A hot table's partitioned parent has stale or no statistics of its own; autovacuum never analyzes it, so estimates through the parent are off.",
+			fmt.Sprintf("The partitioned parent of hot table %s%s {{ if eq $value -1.0 }}has no statistics of its own{{ else }}was last analyzed {{ $value | humanizeDuration }} ago, more than %s{{ end }}, while its partitions have been analyzed since. Run ANALYZE ONLY on PostgreSQL 18+, ANALYZE before.",
+				tableName, onInstance, promDuration(t.ParentAnalyzeMaxAge.D()))),
 		g.alert("TransactionIDWraparoundApproaching", primaryOnly("pgcapacity_table_xid_age_max > "+num(t.XIDAgeCritical)), promDuration(wraparoundFor),
 			SeverityCritical, CategoryAutovacuum,
 			"A table's oldest transaction ID is approaching wraparound; PostgreSQL will stop accepting writes if it is not frozen.",
@@ -266,4 +275,21 @@ func (g generator) adminopsGroup() Group {
 			fmt.Sprintf("Tenants have fewer than %d active administrators.", g.o.MinAdmins),
 			fmt.Sprintf("Active tenants%s are {{ $value | humanize }} administrators short of the minimum of %d, for %s.", onInstance, g.o.MinAdmins, hold)+detail(adminops.TenantsBelowTwoAdmins)),
 	}}
+}
+
+// parentStatisticsStale is playbook.ParentStatisticsStale over the exported
+// series: a hot table whose partitions have been analyzed since its parent
+// was, and whose parent has no statistics (value -1) or older than maxAge
+// (value the age). The newest partition analyze is a per-table series, so
+// this works whatever PGCAPACITY_PARTITION_DETAIL publishes.
+func parentStatisticsStale(maxAge time.Duration) string {
+	analyzed := "pgcapacity_table_partition_last_analyze_timestamp_seconds"
+	return fmt.Sprintf(`(
+  (pgcapacity_table_parent_statistics_missing == 1) * -1
+    and on (%[1]s) %[2]s > 0
+  or
+  pgcapacity_table_parent_analyze_age_seconds > %[3]s
+    and on (%[1]s) (%[2]s > on (%[1]s) (time() - pgcapacity_table_parent_analyze_age_seconds))
+)
+and on (%[1]s) pgcapacity_table_info{hot="true"}`, byTable, analyzed, num(maxAge.Seconds()))
 }

@@ -158,6 +158,12 @@ func TestPromtoolTestsCatchBrokenRules(t *testing.T) {
 		{"latency counted while vacuum lags", "latency.test.yml",
 			"and on (cluster, job, instance, schema, table) (pgcapacity_table_vacuum_lag_seconds == 0)\n", "",
 			"alertname: TenantQueryLatencyRegressed"},
+		{"parent age alone: a parent older than its partitions' statistics fires", "parentstats.test.yml",
+			"and on (cluster, job, instance, schema, table) (pgcapacity_table_partition_last_analyze_timestamp_seconds > on (cluster, job, instance, schema, table) (time() - pgcapacity_table_parent_analyze_age_seconds))", "",
+			"alertname: PartitionParentStatisticsStale"},
+		{"a new empty table's parent fires", "parentstats.test.yml",
+			"pgcapacity_table_partition_last_analyze_timestamp_seconds > 0", "pgcapacity_table_partition_last_analyze_timestamp_seconds >= 0",
+			"alertname: PartitionParentStatisticsStale"},
 	}
 	for _, m := range mutations {
 		t.Run(m.name, func(t *testing.T) {

@@ -53,6 +53,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("rules: the rule window %v is shorter than the evaluation interval %v: lengthen PGCAPACITY_RULE_WINDOW", t.RuleWindow, config.Duration(o.EvaluationInterval))
 	case t.WriteRetentionTarget <= 0:
 		return errors.New("rules: the write retention target must be greater than zero (PGCAPACITY_WRITE_RETENTION_TARGET)")
+	case t.ParentAnalyzeMaxAge <= 0:
+		return errors.New("rules: the parent statistics age must be greater than zero (PGCAPACITY_PARENT_ANALYZE_MAX_AGE)")
 	case t.VacuumLagFor <= 0:
 		return errors.New("rules: the vacuum lag hold time must be greater than zero (PGCAPACITY_VACUUM_LAG_FOR)")
 	case t.AdminopsFindingFor <= 0:

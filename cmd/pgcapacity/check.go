@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -86,19 +87,33 @@ func sampleReport(ctx context.Context, cfg config.Config, pool *pgxpool.Pool) (c
 }
 
 // writeParentStatistics prints one line per table whose parent autovacuum
-// never analyzes: missing statistics, or their age.
-func writeParentStatistics(w io.Writer, tables []playbook.TableSummary) {
+// never analyzes: missing statistics, or their age, and whether they are
+// stale by the alert's definition (playbook.ParentStatisticsStale).
+func writeParentStatistics(w io.Writer, maxAge config.Duration, tables []playbook.TableSummary) {
+	const fix = "run ANALYZE ONLY on 18+, ANALYZE before"
 	for _, t := range tables {
+		name := t.Schema + "." + t.Table
+		var state string
 		switch {
+		case t.ParentStatisticsMissing && t.ParentStatisticsStale:
+			state = fmt.Sprintf("STALE: missing while its partitions have been analyzed (autovacuum never analyzes a partitioned parent; %s)", fix)
 		case t.ParentStatisticsMissing:
-			fmt.Fprintf(w, "parent statistics of %s.%s: missing (autovacuum never analyzes a partitioned parent; run ANALYZE ONLY on 18+, ANALYZE before)\n", t.Schema, t.Table)
+			state = fmt.Sprintf("missing, no partition analyzed yet (autovacuum never analyzes a partitioned parent; %s once it holds data)", fix)
+		case t.ParentAnalyzeAgeSeconds != nil && t.ParentStatisticsStale:
+			state = fmt.Sprintf("STALE: analyzed %s ago, more than %s, and its partitions have been analyzed since (%s)", seconds(*t.ParentAnalyzeAgeSeconds), maxAge, fix)
 		case t.ParentAnalyzeAgeSeconds != nil:
-			fmt.Fprintf(w, "parent statistics of %s.%s: analyzed %s ago\n", t.Schema, t.Table, (time.Duration(*t.ParentAnalyzeAgeSeconds) * time.Second).String())
+			state = fmt.Sprintf("analyzed %s ago", seconds(*t.ParentAnalyzeAgeSeconds))
 		default:
-			fmt.Fprintf(w, "parent statistics of %s.%s: analyzed, age not reported by this server\n", t.Schema, t.Table)
+			state = "analyzed, age not reported by this server"
 		}
+		fmt.Fprintf(w, "parent statistics of %s: %s\n", name, state)
+	}
+	if slices.ContainsFunc(tables, func(t playbook.TableSummary) bool { return t.ParentStatisticsStale }) {
+		fmt.Fprintf(w, "(stale parent statistics raise %s on hot tables; docs/runbooks.md)\n", playbook.AlertParentStatistics)
 	}
 }
+
+func seconds(s float64) string { return (time.Duration(s) * time.Second).String() }
 
 // describeDBError adds the fix to the errors an operator meets first.
 func describeDBError(err error) error {
@@ -135,7 +150,7 @@ func writeReport(w io.Writer, cfg config.Config, r checkReport) {
 	if len(c.Tables) == 0 {
 		fmt.Fprintln(w, "(no watched tables: set PGCAPACITY_TABLES, or create hash-partitioned tables)")
 	}
-	writeParentStatistics(w, c.Tables)
+	writeParentStatistics(w, cfg.ParentAnalyzeMaxAge, c.Tables)
 	fmt.Fprintf(w, "\nshared_buffers %s; hot tenant-leading btree indexes %s", units.Bytes(c.SharedBuffersBytes), units.Bytes(c.HotTenantIndexBytes))
 	if c.SharedBuffersBytes > 0 {
 		fmt.Fprintf(w, " (%.0f%% of it)", 100*c.HotTenantIndexBytes/c.SharedBuffersBytes)

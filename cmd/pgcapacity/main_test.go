@@ -271,23 +271,32 @@ func TestCheckExitCodes(t *testing.T) {
 		`CREATE TABLE session_p4 PARTITION OF session FOR VALUES WITH (MODULUS 4, REMAINDER 3)`,
 	}, skewed[3:]...)...)
 
+	partitionsOnly := append(append([]string{}, balancedTable[:4]...), `ANALYZE session_p0`, `ANALYZE session_p1`)
 	tests := []struct {
 		name     string
 		dbURL    func() string
 		args     []string
+		env      map[string]string
 		wantCode int
 		want     string
 	}{
-		{"balanced table: no rule holds", func() string { return newDatabase(t, balancedTable...) }, nil, exitOK, "No rule holds now."},
-		{"skewed table: the skew rule holds", func() string { return newDatabase(t, skewed...) }, nil, exitFinding, "HOLDS  PartitionSkewHigh"},
-		{"json", func() string { return newDatabase(t, skewed...) }, []string{"--json"}, exitFinding, `"rule": "PartitionSkewHigh"`},
-		{"parent never analyzed", func() string { return newDatabase(t, balancedTable[:3]...) }, nil, exitOK, "parent statistics of public.session: missing"},
-		{"parent analyzed", func() string { return newDatabase(t, skewed...) }, nil, exitFinding, "parent statistics of public.session: analyzed"},
-		{"unreachable database", func() string { return "postgres://nobody@127.0.0.1:1/none?connect_timeout=2" }, nil, exitError, "is the server up"},
+		{"balanced table: no rule holds", func() string { return newDatabase(t, balancedTable...) }, nil, nil, exitOK, "No rule holds now."},
+		{"skewed table: the skew rule holds", func() string { return newDatabase(t, skewed...) }, nil, nil, exitFinding, "HOLDS  PartitionSkewHigh"},
+		{"json", func() string { return newDatabase(t, skewed...) }, []string{"--json"}, nil, exitFinding, `"rule": "PartitionSkewHigh"`},
+		{"parent never analyzed, partitions neither", func() string { return newDatabase(t, balancedTable[:3]...) }, nil, nil, exitOK, "parent statistics of public.session: missing, no partition analyzed yet"},
+		{"parent never analyzed, partitions analyzed: stale", func() string { return newDatabase(t, partitionsOnly...) }, nil, nil, exitOK, "parent statistics of public.session: STALE: missing while its partitions have been analyzed"},
+		{"parent analyzed", func() string { return newDatabase(t, skewed...) }, nil, nil, exitFinding, "parent statistics of public.session: analyzed"},
+		// ANALYZE of a parent before 18 analyzes its partitions after it.
+		{"parent older than PGCAPACITY_PARENT_ANALYZE_MAX_AGE: stale", func() string { return newDatabase(t, skewed...) }, nil,
+			map[string]string{"PGCAPACITY_PARENT_ANALYZE_MAX_AGE": "1ms"}, exitFinding, "parent statistics of public.session: STALE: analyzed"},
+		{"unreachable database", func() string { return "postgres://nobody@127.0.0.1:1/none?connect_timeout=2" }, nil, nil, exitError, "is the server up"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("PGCAPACITY_DATABASE_URL", tc.dbURL())
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
 			var stdout, stderr bytes.Buffer
 			code := run(append([]string{"check"}, tc.args...), &stdout, &stderr)
 			if code != tc.wantCode || !strings.Contains(stdout.String()+stderr.String(), tc.want) {

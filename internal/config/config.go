@@ -36,6 +36,7 @@ type Thresholds struct {
 	RuleWindow             Duration `split_words:"true" default:"7d" desc:"how long a planning rule must hold before it fires (a full business week)"`
 	XIDAgeCritical         float64  `split_words:"true" default:"1500000000" desc:"transaction-id age of a partition that pages (wraparound at about 2.1 billion)"`
 	VacuumLagFor           Duration `split_words:"true" default:"1h" desc:"how long hot-partition vacuum lag must stay above the retention target before the operational alert"`
+	ParentAnalyzeMaxAge    Duration `split_words:"true" default:"7d" desc:"parent statistics older than this while the table's partitions have been analyzed since are stale (autovacuum never analyzes a partitioned parent): alert PartitionParentStatisticsStale and check"`
 	DecreaseIndexShare     float64  `split_words:"true" default:"0.25" desc:"migrate: a decrease is allowed only while projected per-partition tenant indexes stay under this share of shared_buffers"`
 
 	AdminopsReviewWindow           Duration `split_words:"true" default:"7d" desc:"admin-ops review alerts (stale invitations, unreviewed administrators) fire during the first this-many days (whole days, 1d to 31d) of each review period, UTC"`
@@ -156,6 +157,7 @@ func (c Config) Validate() error {
 		{"LOCK_TIMEOUT", c.LockTimeout},
 		{"RULE_WINDOW", c.RuleWindow},
 		{"WRITE_RETENTION_TARGET", c.WriteRetentionTarget},
+		{"PARENT_ANALYZE_MAX_AGE", c.ParentAnalyzeMaxAge},
 		{"ADMINOPS_STALE_INVITATION_AGE", c.AdminopsStaleInvitationAge},
 		{"ADMINOPS_REVIEW_INTERVAL", c.AdminopsReviewInterval},
 		{"ADMINOPS_REVIEW_WINDOW", c.AdminopsReviewWindow},

@@ -43,6 +43,9 @@ type TableSummary struct {
 	// The parent's own statistics (autovacuum never analyzes a parent).
 	ParentStatisticsMissing bool     `json:"parent_statistics_missing"`
 	ParentAnalyzeAgeSeconds *float64 `json:"parent_analyze_age_seconds"` // null when never analyzed or not reported
+	// Stale: partitions analyzed since, and the parent's statistics missing
+	// or older than PGCAPACITY_PARENT_ANALYZE_MAX_AGE (ParentStatisticsStale).
+	ParentStatisticsStale bool `json:"parent_statistics_stale"`
 }
 
 // Finding is one rule's verdict for one table (or the server).
@@ -96,6 +99,7 @@ func Evaluate(th config.Thresholds, srv collector.Server, tables []collector.Tab
 			sum.SkewRatio = &skew
 		}
 		sum.ParentStatisticsMissing = t.ParentStatisticsMissing
+		sum.ParentStatisticsStale = ParentStatisticsStale(t, srv.Now, th.ParentAnalyzeMaxAge.D())
 		if !t.ParentAnalyzed.IsZero() {
 			age := max(srv.Now.Sub(t.ParentAnalyzed).Seconds(), 0)
 			sum.ParentAnalyzeAgeSeconds = &age
