@@ -7,24 +7,17 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/common"
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/grafana/grafana-foundation-sdk/go/units"
-)
 
-// The six planning rules' alert names (DESIGN.md): the runbook's anchors.
-const (
-	alertLiveRows = "PartitionLiveRowsHigh"
-	alertSkew     = "PartitionSkewHigh"
-	alertIndexes  = "TenantIndexesExceedSharedBuffers"
-	alertVacuum   = "PartitionAutovacuumLagHigh"
-	alertLatency  = "TenantQueryLatencyRegressed"
-	alertPlanning = "PartitionPlanningTimeSignificant"
+	"github.com/sigid/pgcapacity/internal/playbook"
+	"github.com/sigid/pgcapacity/rules"
 )
 
 // Recording rules (rules/pgcapacity.rules.yml) the latency panels read.
 const (
-	recP50           = "schema_table_phase:pgcapacity_probe_duration_seconds:p50_5m"
-	recP95           = "schema_table_phase:pgcapacity_probe_duration_seconds:p95_5m"
-	recP99           = "schema_table_phase:pgcapacity_probe_duration_seconds:p99_5m"
-	recPlanningShare = "schema_table:pgcapacity_probe_planning_share:p95_5m"
+	recP50           = rules.RecordProbeP50
+	recP95           = rules.RecordProbeP95
+	recP99           = rules.RecordProbeP99
+	recPlanningShare = rules.RecordPlanningShare
 )
 
 // overview answers: does any watched table need a different partition
@@ -61,7 +54,7 @@ func overview(opts Options) *dashboard.DashboardBuilder {
 			units.PercentUnit).
 			WithTarget(latest("A", sel("pgcapacity_hot_tenant_index_bytes")+" / on ("+byTarget+") "+sel("pgcapacity_shared_buffers_bytes"), "{{instance}}")).
 			Thresholds(redAt(t.TenantIndexBufferRatio)).
-			Links([]cog.Builder[dashboard.DashboardLink]{runbook(opts, alertIndexes)}).
+			Links([]cog.Builder[dashboard.DashboardLink]{runbook(opts, playbook.RuleTenantIndexes)}).
 			Span(4).Height(6)).
 		WithPanel(newTimeseries(4, "Hot tenant index bytes against shared_buffers",
 			fmt.Sprintf("Rule 3 over time: the hot tables' tenant-leading btree indexes (solid) against shared_buffers × %g (red dashed line). The rule holds while the solid line is above the dashed one.", t.TenantIndexBufferRatio),
@@ -86,23 +79,23 @@ func overview(opts Options) *dashboard.DashboardBuilder {
 
 	// One row per watched table: Grafana repeats it for every value of $table.
 	b.WithRow(dashboard.NewRowBuilder("Table $table").Id(10).Repeat("table")).
-		WithPanel(ruleStat(opts, 11, alertLiveRows, "Rule 1: avg live rows / partition",
+		WithPanel(ruleStat(opts, 11, playbook.LiveRows, "avg live rows / partition",
 			fmt.Sprintf("Average live rows per hash partition. Red above %s: the table needs more partitions.", count(t.LiveRowsPerPartition)),
 			units.Short, sel("pgcapacity_table_partition_live_rows_avg", table...), t.LiveRowsPerPartition)).
-		WithPanel(ruleStat(opts, 12, alertSkew, "Rule 2: skew (max / median)",
+		WithPanel(ruleStat(opts, 12, playbook.Skew, "skew (max / median)",
 			fmt.Sprintf("Live rows of the largest partition divided by the median partition's. Red above %g×: one partition carries far more than its share, usually a few very large tenants.", t.SkewRatio),
 			unitTimes, sel("pgcapacity_table_partition_skew_ratio", table...), t.SkewRatio)).
-		WithPanel(ruleStat(opts, 13, alertIndexes, "Rule 3: tenant indexes / shared_buffers",
+		WithPanel(ruleStat(opts, 13, playbook.TenantIndexes, "tenant indexes / shared_buffers",
 			fmt.Sprintf("This table's tenant-leading btree indexes as a share of shared_buffers. Red at %s: this table alone no longer fits; the rule itself adds up every hot table (Server row).", percent(t.TenantIndexBufferRatio)),
 			units.PercentUnit, sel("pgcapacity_table_tenant_index_bytes", table...)+" / on ("+byTarget+") group_left "+sel("pgcapacity_shared_buffers_bytes"), t.TenantIndexBufferRatio)).
-		WithPanel(ruleStat(opts, 14, alertVacuum, "Rule 4: worst vacuum lag",
+		WithPanel(ruleStat(opts, 14, playbook.VacuumLag, "worst vacuum lag",
 			fmt.Sprintf("How long the worst partition's dead rows have stood above its autovacuum trigger without a vacuum. Red above the write retention target (%s).", t.WriteRetentionTarget),
 			units.Seconds, sel("pgcapacity_table_vacuum_lag_seconds", table...), retention)).
-		WithPanel(ruleStat(opts, 15, alertLatency, "Rule 5: p95 against last week",
+		WithPanel(ruleStat(opts, 15, playbook.LatencyRegression, "p95 against last week",
 			fmt.Sprintf("p95 of the tenant-scoped probe (all phases) against the same time last week. Red above +%s. The alert compares against a baseline from before the regression began; this is the quick look. n/a: the table has no probe, or no probe data from a week ago.", percent(t.LatencyRegression)),
 			units.PercentUnit, regressionExpr(table), t.LatencyRegression).
 			NoValue("n/a")).
-		WithPanel(ruleStat(opts, 16, alertPlanning, "Rule 6: planning share of p95",
+		WithPanel(ruleStat(opts, 16, playbook.PlanningTime, "planning share of p95",
 			fmt.Sprintf("Planning time as a share of p95 probe latency. Red above %s: partition pruning at plan time is a measurable cost, a reason to merge partitions.", percent(t.PlanningShare)),
 			units.PercentUnit, sel(recPlanningShare, table...), t.PlanningShare).
 			NoValue("no probe")).
@@ -152,10 +145,12 @@ func overview(opts Options) *dashboard.DashboardBuilder {
 // unitTimes renders ratios such as the skew as "4.2×".
 const unitTimes = "suffix:×"
 
-// ruleStat is one operating rule now: green below its threshold, red at
-// and above, linked to the table detail and the rule's runbook section.
-func ruleStat(opts Options, id uint32, alert, title, description, unit, expr string, threshold float64) *statBuilder {
-	return newStat(id, title, description, unit).
+// ruleStat is one operating rule of the playbook now: green below its
+// threshold, red at and above, linked to the table detail and the rule's
+// runbook section.
+func ruleStat(opts Options, id uint32, rule playbook.ID, title, description, unit, expr string, threshold float64) *statBuilder {
+	alert := playbook.Get(rule).Name
+	return newStat(id, fmt.Sprintf("Rule %d: %s", rule, title), description, unit).
 		WithTarget(latest("A", expr, "{{schema}}.{{table}}")).
 		Thresholds(redAt(threshold)).
 		Links(append(tableLinks(), runbook(opts, alert))).

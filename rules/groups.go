@@ -127,8 +127,15 @@ func (g generator) planningGroup() Group {
 	regressed := fmt.Sprintf("(%s > bool %s)\nand on (%s) (%s)\nand on (%s) (%s)",
 		RecordLatencyBaselineRatio, num(1+t.LatencyRegression), byTable, lagsZero[0], byTable, lagsZero[1])
 
-	planning := func(name, value, condition, by, summary, description string, extra ...string) Rule {
-		return g.alert(name, g.planningAlert(value, condition, by, extra...), "", SeverityInfo, CategoryCapacityPlanning, summary, description)
+	// Name, summary and scope come from the playbook's registry; the
+	// consistency test (playbook_test.go) proves condition and Go judge agree.
+	planning := func(id playbook.ID, value, condition, description string, extra ...string) Rule {
+		r := playbook.Get(id)
+		by := byTable
+		if r.Scope == playbook.PerInstance {
+			by = byInstance
+		}
+		return g.alert(r.Name, g.planningAlert(value, condition, by, extra...), "", SeverityInfo, CategoryCapacityPlanning, r.Summary, description)
 	}
 	held := "for the whole of the last " + window
 
@@ -150,30 +157,24 @@ func (g generator) planningGroup() Group {
 		{Record: RecordPlanningTimeHolds, Expr: primaryOnly(fmt.Sprintf("(%s > bool %s)\n* on (%s)\n(max without (phase) (%s{phase=\"planning\"}) > bool %s)",
 			RecordPlanningShareHour, num(t.PlanningShare), byTable, RecordProbeP95Hour, num(t.PlanningMin.D().Seconds())))},
 
-		planning("PartitionLiveRowsHigh", "pgcapacity_table_partition_live_rows_avg", RecordLiveRowsHolds, byTable,
-			"A table's partitions have held too many live rows on average for a full business week; plan more hash partitions.",
+		planning(playbook.LiveRows, "pgcapacity_table_partition_live_rows_avg", RecordLiveRowsHolds,
 			fmt.Sprintf("%s%s has averaged more than %s live rows per partition %s; now %s per partition.",
 				tableName, onInstance, humanize(t.LiveRowsPerPartition), held, "{{ $value | humanize }}")),
-		planning("PartitionSkewHigh", "pgcapacity_table_partition_skew_ratio", RecordSkewHolds, byTable,
-			"One partition of a table has held far more rows than the median partition for a full business week.",
+		planning(playbook.Skew, "pgcapacity_table_partition_skew_ratio", RecordSkewHolds,
 			fmt.Sprintf("The largest partition of %s%s has held more than %sx the median partition's live rows %s; now %sx.",
 				tableName, onInstance, num(t.SkewRatio), held, "{{ $value | humanize }}")),
-		planning("TenantIndexesExceedSharedBuffers", RecordHotIndexShare, RecordTenantIndexHolds, byInstance,
-			"The tenant-leading indexes of the hot tables have not fit in shared_buffers for a full business week.",
+		planning(playbook.TenantIndexes, RecordHotIndexShare, RecordTenantIndexHolds,
 			fmt.Sprintf("The tenant-leading btree indexes of the hot tables on {{ $labels.instance }} have been larger than %s of shared_buffers %s; now %s.",
 				percent(t.TenantIndexBufferRatio), held, "{{ $value | humanizePercentage }}")),
-		planning("PartitionAutovacuumLagHigh", "pgcapacity_table_vacuum_lag_seconds", RecordVacuumLagHolds, byTable,
-			"Autovacuum of a hot table's partitions has lagged behind the write retention target for a full business week.",
+		planning(playbook.VacuumLag, "pgcapacity_table_vacuum_lag_seconds", RecordVacuumLagHolds,
 			fmt.Sprintf("The worst partition of hot table %s%s has had dead rows above its autovacuum trigger for more than %s without a vacuum, at every sample %s; now %s.",
 				tableName, onInstance, promDuration(t.WriteRetentionTarget.D()), held, "{{ $value | humanizeDuration }}"),
 		),
-		planning("TenantQueryLatencyRegressed", RecordLatencyBaselineRatio, RecordLatencyHolds, byTable,
-			"Tenant-scoped query latency has stayed regressed against its earlier baseline for a full business week with vacuum and analyze caught up.",
+		planning(playbook.LatencyRegression, RecordLatencyBaselineRatio, RecordLatencyHolds,
 			fmt.Sprintf("The hourly p95 of the tenant-scoped probe of %s%s has been more than %s above its baseline (the median p95 of the %s before) %s, counting only while vacuum and analyze lag were zero; now %s of the baseline.",
 				tableName, onInstance, percent(t.LatencyRegression), window, held, "{{ $value | humanizePercentage }}"),
 			lagsZero...),
-		planning("PartitionPlanningTimeSignificant", RecordPlanningShareHour, RecordPlanningTimeHolds, byTable,
-			"Partition planning has been a measurable part of a table's p95 query latency for a full business week.",
+		planning(playbook.PlanningTime, RecordPlanningShareHour, RecordPlanningTimeHolds,
 			fmt.Sprintf("Planning time of the tenant-scoped probe of %s%s has been more than %s of its p95 latency %s; now %s.",
 				tableName, onInstance, percent(t.PlanningShare), held, "{{ $value | humanizePercentage }}")),
 	}}

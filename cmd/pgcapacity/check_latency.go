@@ -11,6 +11,7 @@ import (
 
 	"github.com/sigid/pgcapacity/collector/probes"
 	"github.com/sigid/pgcapacity/internal/config"
+	"github.com/sigid/pgcapacity/internal/playbook"
 )
 
 // checkProbeRounds is how many probe rounds check runs back to back: enough
@@ -57,9 +58,8 @@ func sampleLatency(ctx context.Context, cfg config.Config, pool *pgxpool.Pool) (
 	rep := latencyReport{Rounds: checkProbeRounds, PlanningShareThreshold: cfg.PlanningShare, PlanningMin: cfg.PlanningMin.D(), PlanningMinSeconds: cfg.PlanningMin.D().Seconds()}
 	for _, tl := range c.Summary(time.Since(start) + time.Minute) {
 		t := latencyTable{TableLatency: tl, Error: firstErr[[2]string{tl.Schema, tl.Table}]}
-		// Both parts of rule 6: a share of p95, and planning long enough to
-		// matter (point lookups plan in a tenth of a millisecond).
-		t.AboveThreshold = tl.Samples > 0 && tl.PlanningShare > cfg.PlanningShare && tl.Planning.P95 > cfg.PlanningMin.D()
+		// Rule 6's condition (the playbook's), on these few rounds.
+		t.AboveThreshold = tl.Samples > 0 && playbook.PlanningTimeHolds(cfg.Thresholds, tl.PlanningShare, tl.Planning.P95)
 		rep.Tables = append(rep.Tables, t)
 	}
 	return rep, nil

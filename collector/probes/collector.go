@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sigid/pgcapacity/internal/config"
+	"github.com/sigid/pgcapacity/internal/playbook"
 )
 
 // Name is the collector's name.
@@ -459,9 +460,7 @@ func (c *Collector) Summary(window time.Duration) []TableLatency {
 		}
 		tl := TableLatency{Schema: k.schema, Table: k.table, Samples: len(total),
 			Planning: quantiles(plan), Execution: quantiles(exec), Total: quantiles(total)}
-		if tl.Total.P95 > 0 {
-			tl.PlanningShare = float64(tl.Planning.P95) / float64(tl.Total.P95)
-		}
+		tl.PlanningShare, _ = playbook.PlanningShare(tl.Planning.P95.Seconds(), tl.Total.P95.Seconds())
 		out = append(out, tl)
 	}
 	sort.Slice(out, func(i, j int) bool {

@@ -1,6 +1,9 @@
-// Package playbook evaluates the partition playbook's rules against one
-// sample: which hold right now. The alert rules judge the same conditions
-// over a business week; both read their thresholds from config.Thresholds.
+// Package playbook is the registry of the six operating rules (Rules): each
+// rule's name, thresholds, how one sample is judged and the alert it
+// becomes. check judges one sample with it (Evaluate), migrate plan's
+// decrease decision uses rules 4 and 6, the rules package generates the
+// alerts from it and the dashboards name their rule panels by it. The alert
+// rules judge the same conditions at every evaluation over a business week.
 package playbook
 
 import (
@@ -10,10 +13,9 @@ import (
 
 	"github.com/sigid/pgcapacity/collector"
 	"github.com/sigid/pgcapacity/internal/config"
-	"github.com/sigid/pgcapacity/internal/units"
 )
 
-// Rule names, as the alert rules name them.
+// Rule names: the alerts' names, which Rules gives the six rules.
 const (
 	RuleLiveRows      = "PartitionLiveRowsHigh"
 	RuleSkew          = "PartitionSkewHigh"
@@ -79,14 +81,17 @@ func (r Report) Holding() []Finding {
 	return out
 }
 
-// Evaluate applies rules 1–4 (the ones a single catalog sample can judge).
-// Rules 5 and 6 need latency history; they come from the probes.
+// Evaluate judges the rules a single catalog sample can judge (Rule.Catalog:
+// 1 to 4) on every watched hash-partitioned table and the server. Rules 5
+// and 6 need probe history; check shows rule 6's condition beside the
+// probes' latencies.
 func Evaluate(th config.Thresholds, srv collector.Server, tables []collector.Table, sizes []collector.TableSizes) Report {
 	r := Report{SampledAt: srv.Now, SharedBuffersBytes: srv.SharedBuffersBytes}
 	sizeOf := map[string]collector.TableSizes{}
 	for _, s := range sizes {
 		sizeOf[s.Schema+"."+s.Name] = s
 	}
+	sample := Sample{SharedBuffersBytes: srv.SharedBuffersBytes}
 	for _, t := range tables {
 		a := collector.Aggregate(t.Partitions)
 		sum := TableSummary{
@@ -114,34 +119,28 @@ func Evaluate(th config.Thresholds, srv collector.Server, tables []collector.Tab
 		if t.Strategy != "hash" {
 			continue // the playbook is about hash partition counts
 		}
-		r.Findings = append(r.Findings, Finding{
-			Rule: RuleLiveRows, Schema: t.Schema, Table: t.Name,
-			Holds: a.Avg > th.LiveRowsPerPartition, Value: a.Avg, Threshold: th.LiveRowsPerPartition,
-			Detail: fmt.Sprintf("average %s live rows per partition (limit %s)", count(a.Avg), count(th.LiveRowsPerPartition)),
-		})
-		skew := Finding{Rule: RuleSkew, Schema: t.Schema, Table: t.Name, Threshold: th.SkewRatio}
-		if a.HasSkew {
-			skew.Value, skew.Holds = a.Skew, a.Skew > th.SkewRatio
-			skew.Detail = fmt.Sprintf("largest partition holds %.1fx the median (limit %gx)", a.Skew, th.SkewRatio)
-		} else {
-			skew.Detail = "median partition is empty: no skew ratio"
-		}
-		r.Findings = append(r.Findings, skew)
-		if t.Hot {
-			limit := th.WriteRetentionTarget.D()
-			r.Findings = append(r.Findings, Finding{
-				Rule: RuleVacuumLag, Schema: t.Schema, Table: t.Name,
-				Holds: a.VacuumLag > limit, Value: a.VacuumLag.Seconds(), Threshold: limit.Seconds(),
-				Detail: fmt.Sprintf("worst partition vacuum lag %s (write retention target %s)", a.VacuumLag.Round(time.Second), th.WriteRetentionTarget),
-			})
+		sample.Tables = append(sample.Tables, TableSample{Schema: t.Schema, Table: t.Name, Hot: t.Hot, LiveRowsAvg: a.Avg,
+			SkewRatio: sum.SkewRatio, VacuumLagSeconds: sum.VacuumLagSeconds, AnalyzeLagSeconds: sum.AnalyzeLagSeconds})
+	}
+	sample.HotTenantIndexBytes = r.HotTenantIndexBytes
+	finding := func(rule Rule, t TableSample) Finding {
+		v := rule.Judge(th, sample, t)
+		return Finding{Rule: rule.Name, Schema: t.Schema, Table: t.Table, Holds: v.Holds, Value: v.Value, Threshold: v.Threshold, Detail: rule.Detail(th, sample, v)}
+	}
+	for _, t := range sample.Tables {
+		for _, rule := range Rules() {
+			if rule.Catalog && rule.Scope == PerTable && (t.Hot || !rule.HotOnly) {
+				r.Findings = append(r.Findings, finding(rule, t))
+			}
 		}
 	}
+	// Without sizes (a failed sizes round) the server rule cannot be judged.
 	if len(sizes) > 0 {
-		limit := th.TenantIndexBufferRatio * srv.SharedBuffersBytes
-		r.Findings = append(r.Findings, Finding{
-			Rule: RuleTenantIndexes, Holds: r.HotTenantIndexBytes > limit, Value: r.HotTenantIndexBytes, Threshold: limit,
-			Detail: fmt.Sprintf("hot tenant-leading indexes %s against %s of shared_buffers (%s)", units.Bytes(r.HotTenantIndexBytes), fmt.Sprintf("%g×", th.TenantIndexBufferRatio), units.Bytes(srv.SharedBuffersBytes)),
-		})
+		for _, rule := range Rules() {
+			if rule.Catalog && rule.Scope == PerInstance {
+				r.Findings = append(r.Findings, finding(rule, TableSample{}))
+			}
+		}
 	}
 	sort.SliceStable(r.Findings, func(i, j int) bool { return r.Findings[i].Holds && !r.Findings[j].Holds })
 	return r
