@@ -2,7 +2,8 @@
 // the CPU time of the PostgreSQL backend that runs them, read from
 // /proc/<pid>/schedstat, per probe round, on the reference SigID data set.
 // At the defaults (every probe once per PGCAPACITY_PROBE_INTERVAL = 15 s,
-// tenant sample re-read every 10 min) the share of one core is
+// tenant sample re-read every 10 min; one probe derived from each hot
+// table's definition) the share of one core is
 //
 //	round CPU / 15 s + (round-with-refresh CPU − round CPU) / 600 s
 //
@@ -26,6 +27,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/sigid/pgcapacity/collector"
 	"github.com/sigid/pgcapacity/collector/probes"
 	"github.com/sigid/pgcapacity/internal/config"
 	"github.com/sigid/pgcapacity/internal/sigid"
@@ -96,7 +98,12 @@ func rounds(b *testing.B, url string, n int, refresh time.Duration, timed bool) 
 		b.Fatal(err)
 	}
 	defer pool.Close()
-	c, err := probes.New(probes.Options{Probes: probes.Defaults(), TenantRefresh: refresh})
+	// The defaults: a probe derived from each hot table's definition.
+	defaults, err := config.Load()
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := probes.New(probes.Options{Derive: true, Selection: collector.Selection{HotTables: defaults.HotTables}, TenantRefresh: refresh})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -124,8 +131,8 @@ func rounds(b *testing.B, url string, n int, refresh time.Duration, timed bool) 
 		if err != nil {
 			b.Fatal(err)
 		}
-		if len(runs) != len(probes.Defaults()) {
-			b.Fatalf("%d of %d probes ran: the reference data lacks tenants", len(runs), len(probes.Defaults()))
+		if want := len(sigid.HashTables()); len(runs) != want {
+			b.Fatalf("%d of %d probes ran: the reference data lacks tenants", len(runs), want)
 		}
 		for _, r := range runs {
 			if r.Err != nil {
@@ -164,7 +171,7 @@ func BenchmarkProbeCost(b *testing.B) {
 		b.ReportMetric(100*share, "%core-at-defaults")
 		b.Logf("%d rounds of %d probes: %s backend CPU per round (%s wall); tenant refresh %s; "+
 			"one round per %s and a refresh per %s cost %.4f%% of one core (budget 1%%)",
-			b.N, len(probes.Defaults()), round, wall, refresh, interval, refreshEvery, 100*share)
+			b.N, len(sigid.HashTables()), round, wall, refresh, interval, refreshEvery, 100*share)
 		if share >= 0.01 {
 			b.Errorf("the probes cost %.3f%% of one core at the defaults, over the 1%% budget", 100*share)
 		}

@@ -25,6 +25,9 @@ type latencyReport struct {
 	PlanningMin            time.Duration  `json:"-"`
 	PlanningMinSeconds     float64        `json:"planning_min_seconds"`
 	Tables                 []latencyTable `json:"tables"`
+	// The probes that ran, with their SQL, and the hot tables without one.
+	probesReport
+	interval config.Duration
 }
 
 type latencyTable struct {
@@ -55,7 +58,12 @@ func sampleLatency(ctx context.Context, cfg config.Config, pool *pgxpool.Pool) (
 			}
 		}
 	}
-	rep := latencyReport{Rounds: checkProbeRounds, PlanningShareThreshold: cfg.PlanningShare, PlanningMin: cfg.PlanningMin.D(), PlanningMinSeconds: cfg.PlanningMin.D().Seconds()}
+	unmatched, err := probes.UnmatchedHotTables(ctx, pool, selection(cfg))
+	if err != nil {
+		return latencyReport{}, err
+	}
+	rep := latencyReport{Rounds: checkProbeRounds, PlanningShareThreshold: cfg.PlanningShare, PlanningMin: cfg.PlanningMin.D(), PlanningMinSeconds: cfg.PlanningMin.D().Seconds(),
+		probesReport: probesReport{Resolution: c.Active(), UnmatchedHotTables: append([]string{}, unmatched...)}, interval: cfg.ProbeInterval}
 	for _, tl := range c.Summary(time.Since(start) + time.Minute) {
 		t := latencyTable{TableLatency: tl, Error: firstErr[[2]string{tl.Schema, tl.Table}]}
 		// Rule 6's condition (the playbook's), on these few rounds.
@@ -69,8 +77,7 @@ func writeLatency(w io.Writer, l latencyReport) {
 	fmt.Fprintf(w, "\nTenant-scoped probe latency, %d rounds now (p50 / p95 / p99); PartitionPlanningTimeSignificant\n"+
 		"needs planning above %.0f%% of p95 and above %s over a week of probes, not over these rounds:\n\n", l.Rounds, 100*l.PlanningShareThreshold, l.PlanningMin)
 	if len(l.Tables) == 0 {
-		fmt.Fprintln(w, "(no probes: PGCAPACITY_PROBES_FILE disables them all)")
-		return
+		fmt.Fprintln(w, "(no probes ran)")
 	}
 	tw := tabwriter.NewWriter(w, 2, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TABLE\tSAMPLES\tPLANNING\tEXECUTION\tTOTAL\tPLANNING SHARE OF P95\t")
@@ -93,6 +100,8 @@ func writeLatency(w io.Writer, l latencyReport) {
 		fmt.Fprintf(tw, "%s.%s\t%d\t%s\t%s\t%s\t%s\t\n", t.Schema, t.Table, t.Samples, q(t.Planning), q(t.Execution), q(t.Total), share)
 	}
 	tw.Flush()
+	fmt.Fprintln(w)
+	writeProbes(w, l.interval, l.probesReport)
 }
 
 // shortDuration rounds a latency for reading.

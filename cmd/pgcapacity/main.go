@@ -49,6 +49,7 @@ func commands() map[string]command {
 		"serve":      {summary: "run the exporter: sample PostgreSQL in the background and serve /metrics", run: runServe},
 		"check":      {summary: "sample once and report which operating rules hold now (--json for machines); exit 1 when some do", run: runCheck},
 		"demo":       {summary: "start a throwaway PostgreSQL with the seeded SigID schema and serve metrics on it", run: runDemo},
+		"probes":     {summary: "list the latency probes that run against this database, derived from the hot tables or from PGCAPACITY_PROBES_FILE, with their SQL (--json for machines)", run: runProbes},
 		"rules":      {summary: "print the Prometheus alert and recording rules for this configuration", run: runRules},
 		"dashboards": {summary: "write the Grafana dashboards (JSON) into a directory", run: runDashboards},
 		"migrate":    {summary: "change a table's hash partition count online (plan, start, status, resume, validate, swap, rollback, drop-old, abort)", run: runMigrate},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/sigid/pgcapacity/collector"
 	"github.com/sigid/pgcapacity/collector/adminops"
+	"github.com/sigid/pgcapacity/collector/probes"
 	"github.com/sigid/pgcapacity/internal/config"
 	"github.com/sigid/pgcapacity/internal/dbpool"
 )
@@ -77,6 +79,7 @@ func serve(ctx context.Context, env *environment, ln net.Listener, started func(
 			refused <- err
 			return
 		}
+		warnUnmatchedHotTables(sampleCtx, env, pool)
 		sampler.Run(sampleCtx)
 	}()
 	served := make(chan error, 1)
@@ -122,7 +125,7 @@ func openPool(ctx context.Context, cfg config.Config, url string) (*pgxpool.Pool
 }
 
 // validator is a collector that can check its queries against the database
-// at start (the admin-ops checks prepare theirs).
+// at start (the admin-ops checks and the configured probes prepare theirs).
 type validator interface {
 	Validate(ctx context.Context, pool *pgxpool.Pool) error
 }
@@ -140,14 +143,32 @@ func validateCollectors(ctx context.Context, env *environment, pool *pgxpool.Poo
 		}
 		err := v.Validate(vctx, pool)
 		var queryErr *adminops.QueryError
+		var probeErr *probes.QueryError
 		switch {
-		case errors.As(err, &queryErr):
+		case errors.As(err, &queryErr), errors.As(err, &probeErr):
 			return err
 		case err != nil:
 			env.logger.Warn("queries not validated at start", "collector", c.Name(), "err", err)
 		}
 	}
 	return nil
+}
+
+// warnUnmatchedHotTables logs one WARN at start naming the
+// PGCAPACITY_HOT_TABLES patterns that match no watched table: such a
+// pattern is not applicable here (not a failure), but its table gets no
+// probe and counts in no hot-index total.
+func warnUnmatchedHotTables(ctx context.Context, env *environment, pool *pgxpool.Pool) {
+	ctx, cancel := context.WithTimeout(ctx, env.cfg.QueryTimeout.D())
+	defer cancel()
+	unmatched, err := probes.UnmatchedHotTables(ctx, pool, selection(env.cfg))
+	switch {
+	case err != nil:
+		env.logger.Debug("hot-table patterns not checked at start", "err", err)
+	case len(unmatched) > 0:
+		env.logger.Warn("hot-table patterns match no watched partitioned table: not applicable here; set "+config.Prefix+"_HOT_TABLES to this database's hot tables",
+			"patterns", strings.Join(unmatched, ","), "variable", config.Prefix+"_HOT_TABLES")
+	}
 }
 
 func newHandler(sampler *collector.Sampler) (http.Handler, error) {

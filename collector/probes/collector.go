@@ -17,6 +17,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sigid/pgcapacity/collector"
 	"github.com/sigid/pgcapacity/internal/config"
 	"github.com/sigid/pgcapacity/internal/playbook"
 )
@@ -51,7 +52,16 @@ const (
 
 // Options configure a Collector.
 type Options struct {
-	Probes       []Probe
+	// Probes are the configured probes (the probes file's).
+	Probes []Probe
+	// Derive gives every hot table that Selection watches, and that has no
+	// probe in Probes, a probe derived from its definition.
+	Derive    bool
+	Selection collector.Selection
+	// Disabled are derived probes not to run, by name.
+	Disabled []Disabled
+	// File is the probes file Probes come from, for messages.
+	File         string
 	Interval     time.Duration // between rounds; each probe runs once a round
 	QueryTimeout time.Duration // statement_timeout of each probe
 	LockTimeout  time.Duration
@@ -61,10 +71,6 @@ type Options struct {
 	TenantsPerPartition int
 	// TenantColumn is the tenant key of a table whose partition key does not name it.
 	TenantColumn string
-	// MissingNotApplicable makes a probe whose table does not exist not
-	// applicable (one warning, no error counted) rather than failing: the
-	// built-in probes on a database other than the reference schema.
-	MissingNotApplicable bool
 	// Retention is how long raw timings are kept for Summary.
 	Retention time.Duration
 	Logger    *slog.Logger
@@ -84,6 +90,8 @@ type Collector struct {
 	tenantsG  *prometheus.GaugeVec
 
 	mu        sync.Mutex // one round at a time; guards everything below
+	active    []Probe    // the probes a round runs: configured, then derived
+	skipped   []Skipped  // watched hot tables without a derived probe
 	targets   map[tableName]*target
 	refreshed time.Time
 	cursor    map[string]int             // probe → next partition index
@@ -175,10 +183,10 @@ func New(opts Options) (*Collector, error) {
 	}, nil
 }
 
-// NewFromConfig builds the collector from the configuration: the default
-// probes changed by PGCAPACITY_PROBES_FILE, when set.
+// NewFromConfig builds the collector from the configuration: derived
+// probes for the hot tables, changed by PGCAPACITY_PROBES_FILE, when set.
 func NewFromConfig(cfg config.Config, logger *slog.Logger) (*Collector, error) {
-	probes, err := Load(cfg.ProbesFile)
+	set, err := Load(cfg.ProbesFile)
 	if err != nil {
 		return nil, &config.Error{Variable: config.Prefix + "_PROBES_FILE", Problem: err.Error()}
 	}
@@ -191,17 +199,18 @@ func NewFromConfig(cfg config.Config, logger *slog.Logger) (*Collector, error) {
 			Problem: "must be greater than zero, with a unit such as 10m"}
 	}
 	return New(Options{
-		Probes:              probes,
+		Probes:              set.Probes,
+		Derive:              set.Derive,
+		Disabled:            set.Disabled,
+		File:                set.File,
+		Selection:           collector.Selection{Tables: cfg.Tables, HotTables: cfg.HotTables, TenantColumn: cfg.TenantColumn},
 		Interval:            cfg.ProbeInterval.D(),
 		QueryTimeout:        cfg.QueryTimeout.D(),
 		LockTimeout:         cfg.LockTimeout.D(),
 		TenantRefresh:       cfg.ProbeTenantRefresh.D(),
 		TenantsPerPartition: cfg.ProbeTenantsPerPartition,
 		TenantColumn:        cfg.TenantColumn,
-		// The built-in probes name the reference schema's tables; a file's
-		// probes name this database's, so a missing one there is an error.
-		MissingNotApplicable: cfg.ProbesFile == "",
-		Logger:               logger,
+		Logger:              logger,
 	})
 }
 
@@ -210,9 +219,6 @@ func (c *Collector) Name() string { return Name }
 
 // Interval implements collector.Collector.
 func (c *Collector) Interval() time.Duration { return c.opts.Interval }
-
-// Probes are the probes the collector runs.
-func (c *Collector) Probes() []Probe { return append([]Probe(nil), c.opts.Probes...) }
 
 // Collect runs one round and returns the histograms' state after it.
 // It fails only when the database cannot be reached; a failing probe
@@ -231,23 +237,13 @@ func (c *Collector) Round(ctx context.Context, pool *pgxpool.Pool) ([]Run, error
 	if err := c.refresh(ctx, pool); err != nil {
 		return nil, err
 	}
-	runs := make([]Run, 0, len(c.opts.Probes))
-	for _, p := range c.opts.Probes {
+	runs := make([]Run, 0, len(c.active))
+	for _, p := range c.active {
 		t := c.targets[tableName{p.Schema, p.Table}]
 		if t == nil { // every probe table has a target after a refresh
 			return runs, fmt.Errorf("probe %s: its table was not resolved", p.Name)
 		}
 		r := Run{Probe: p.Name, Schema: t.schema, Table: t.table}
-		if t.missing && c.opts.MissingNotApplicable {
-			if key := "not applicable: " + p.QualifiedName(); !c.logged[""][key] {
-				if c.logged[""] == nil {
-					c.logged[""] = map[string]bool{}
-				}
-				c.logged[""][key] = true
-				c.logger.Warn("probe not applicable: its table does not exist; give probes for this database's tables in PGCAPACITY_PROBES_FILE", "probe", p.Name, "table", p.QualifiedName())
-			}
-			continue
-		}
 		if t.missing {
 			r.Err = fmt.Errorf("table %s does not exist", p.QualifiedName())
 			c.failed(p, r)
@@ -287,25 +283,25 @@ func (c *Collector) refresh(ctx context.Context, pool *pgxpool.Pool) error {
 			return nil
 		}
 	}
-	var names []tableName
-	seen := map[tableName]bool{}
-	for _, p := range c.opts.Probes {
-		n := tableName{p.Schema, p.Table}
-		if !seen[n] {
-			seen[n] = true
-			names = append(names, n)
-		}
-	}
-	targets, err := loadTargets(ctx, pool, names, c.opts.TenantColumn, c.opts.TenantsPerPartition)
+	active, skipped, targets, err := c.resolve(ctx, pool)
 	if err != nil {
 		if c.targets == nil {
 			return err
 		}
-		c.logger.Warn("refreshing the probes' tenant sample failed; probing the previous sample", "err", err)
+		c.logger.Warn("refreshing the probes' tables and tenant sample failed; probing the previous sample", "err", err)
 		c.refreshed = time.Now()
 		return nil
 	}
-	c.targets, c.refreshed = targets, time.Now()
+	c.active, c.skipped, c.targets, c.refreshed = active, skipped, targets, time.Now()
+	for _, s := range skipped {
+		if key := "skipped: " + s.Schema + "." + s.Table + ": " + s.Reason; !c.logged[""][key] {
+			if c.logged[""] == nil {
+				c.logged[""] = map[string]bool{}
+			}
+			c.logged[""][key] = true
+			c.logger.Warn("hot table has no derived latency probe; give it one in PGCAPACITY_PROBES_FILE", "schema", s.Schema, "table", s.Table, "reason", s.Reason)
+		}
+	}
 	for _, t := range targets {
 		// Error series exist from the start, so rate() sees the first error.
 		c.errors.WithLabelValues(t.schema, t.table)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -79,6 +80,16 @@ func loadSigid(t *testing.T, ctx context.Context, pool *pgxpool.Pool, partitions
 	}
 }
 
+// sigidProbes are the example probes of the reference schema.
+func sigidProbes(t testing.TB) []probes.Probe {
+	t.Helper()
+	set, err := probes.Load(filepath.Join("..", "..", "docs", "examples", "sigid-probes.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set.Probes
+}
+
 // gather runs the metrics through a pedantic registry, as /metrics would.
 func gather(t *testing.T, metrics []prometheus.Metric) map[string]*dto.MetricFamily {
 	t.Helper()
@@ -143,7 +154,7 @@ func find(mf *dto.MetricFamily, want map[string]string) *dto.Metric {
 func TestProbeTimingsLandInTheirHistogramSeries(t *testing.T) {
 	ctx, pool := newPool(t)
 	loadSigid(t, ctx, pool, map[string]int{"session": 4, "tenant_membership": 4, "tenant_subject_identifier": 4, "referral": 4, "referral_redemption": 2}, 40, 3)
-	c, err := probes.New(probes.Options{Probes: probes.Defaults(), Rand: rand.New(rand.NewPCG(1, 2))})
+	c, err := probes.New(probes.Options{Probes: sigidProbes(t), Rand: rand.New(rand.NewPCG(1, 2))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +169,7 @@ func TestProbeTimingsLandInTheirHistogramSeries(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(runs) != len(probes.Defaults()) {
+		if len(runs) != len(sigidProbes(t)) {
 			t.Fatalf("%d runs, want one per default probe: %+v", len(runs), runs)
 		}
 		for _, r := range runs {
@@ -280,7 +291,7 @@ func TestFailingProbesCountErrorsWhileOthersContinue(t *testing.T) {
 		SQL: "SELECT 1 FROM tenant_membership WHERE tenant_id = $1 AND pg_sleep(0.5) IS NOT NULL"}
 	var logs testutil.LockedBuffer
 	c, err := probes.New(probes.Options{
-		Probes:       append(probes.Defaults(), slow),
+		Probes:       append(sigidProbes(t), slow),
 		QueryTimeout: 100 * time.Millisecond,
 		Logger:       slog.New(slog.NewTextHandler(&logs, nil)),
 	})
@@ -357,7 +368,7 @@ func TestSamplingReachesEveryPartition(t *testing.T) {
 	if _, err := pool.Exec(ctx, "ANALYZE session"); err != nil {
 		t.Fatal(err)
 	}
-	session := probes.Defaults()[0]
+	session := sigidProbes(t)[0]
 	c, err := probes.New(probes.Options{Probes: []probes.Probe{session}})
 	if err != nil {
 		t.Fatal(err)
@@ -492,7 +503,7 @@ func TestTenantsOfTablesWithoutStatistics(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs testutil.LockedBuffer
-	c, err := probes.New(probes.Options{Probes: probes.Defaults()[:2], Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	c, err := probes.New(probes.Options{Probes: sigidProbes(t)[:2], Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

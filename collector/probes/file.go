@@ -13,14 +13,14 @@ import (
 
 // File is the probes file (PGCAPACITY_PROBES_FILE):
 //
-//	replace_defaults: false   # true: start from no probe instead of the defaults
+//	replace_defaults: false   # true: no derived probes, only these
 //	probes:
-//	  - name: session_by_user  # a default of the same name is replaced
+//	  - name: session_by_user  # replaces the derived probe of its table
 //	    table: session         # or schema.table: the table the probe measures
 //	    sql: |
 //	      SELECT session_id FROM session WHERE tenant_id = $1 AND user_id = …
-//	  - name: referral_by_code
-//	    disabled: true         # drops that default
+//	  - name: referral_redemption
+//	    disabled: true         # drops the derived probe of that name
 type File struct {
 	ReplaceDefaults bool        `yaml:"replace_defaults"`
 	Probes          []FileProbe `yaml:"probes"`
@@ -59,63 +59,71 @@ func (p *FileProbe) UnmarshalYAML(node *yaml.Node) error {
 	return nil
 }
 
-// Load returns the probes to run: the defaults when path is empty,
-// otherwise the defaults changed by the file at path. Every problem is
-// reported with the file, the probe's name and line, and the fix.
-func Load(path string) ([]Probe, error) {
+// Set is what the probes file asks for.
+type Set struct {
+	// File is the probes file's path; empty: none.
+	File string
+	// Probes are the file's probes.
+	Probes []Probe
+	// Derive: every watched hot table without a probe of its own in Probes
+	// gets one derived from its definition (replace_defaults: false).
+	Derive bool
+	// Disabled are derived probes the file drops, by name.
+	Disabled []Disabled
+}
+
+// Disabled is a probes file entry that drops a derived probe.
+type Disabled struct {
+	Name string
+	line int
+}
+
+// Load reads the probes file at path; empty path: no file, derived probes
+// only. Every problem is reported with the file, the probe's name and line,
+// and the fix.
+func Load(path string) (Set, error) {
 	if path == "" {
-		return Defaults(), nil
+		return Set{Derive: true}, nil
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading the probes file: %w", err)
+		return Set{}, fmt.Errorf("reading the probes file: %w", err)
 	}
-	probes, err := Parse(data)
+	set, err := Parse(data)
 	if err != nil {
-		return nil, fmt.Errorf("probes file %s: %w", path, err)
+		return Set{}, fmt.Errorf("probes file %s: %w", path, err)
 	}
-	return probes, nil
+	set.File = path
+	return set, nil
 }
 
-// Parse applies a probes file's content to the defaults.
-func Parse(data []byte) ([]Probe, error) {
+// Parse reads a probes file's content.
+func Parse(data []byte) (Set, error) {
 	var f File
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("not valid: %w (fields: replace_defaults, probes: [{name, table, sql, disabled}])", err)
+		return Set{}, fmt.Errorf("not valid: %w (fields: replace_defaults, probes: [{name, table, sql, disabled}])", err)
 	}
-	var probes []Probe
-	if !f.ReplaceDefaults {
-		probes = Defaults()
-	}
-	index := func(name string) int {
-		for i, p := range probes {
-			if p.Name == name {
-				return i
-			}
-		}
-		return -1
-	}
+	set := Set{Derive: !f.ReplaceDefaults}
 	seen := map[string]int{}
 	for _, fp := range f.Probes {
-		where := fmt.Sprintf("probe %q (line %d)", fp.Name, fp.line)
-		if fp.Name == "" {
-			where = fmt.Sprintf("the probe on line %d", fp.line)
-		}
+		where := fp.where()
 		if first, dup := seen[fp.Name]; dup && fp.Name != "" {
-			return nil, fmt.Errorf("%s: the name is also used on line %d; give each probe its own name", where, first)
+			return Set{}, fmt.Errorf("%s: the name is also used on line %d; give each probe its own name", where, first)
 		}
 		seen[fp.Name] = fp.line
 		if fp.Disabled {
-			i := index(fp.Name)
-			if i < 0 {
-				return nil, fmt.Errorf("%s: disabled, but there is no such probe to disable; the defaults are %s", where, defaultNames())
-			}
 			if fp.SQL != "" || fp.Table != "" {
-				return nil, fmt.Errorf("%s: disabled probes take no table or sql; remove them or the disabled flag", where)
+				return Set{}, fmt.Errorf("%s: disabled probes take no table or sql; remove them or the disabled flag", where)
 			}
-			probes = append(probes[:i], probes[i+1:]...)
+			if f.ReplaceDefaults {
+				return Set{}, fmt.Errorf("%s: disabled, but replace_defaults: true already drops every derived probe; remove the entry", where)
+			}
+			if !validName.MatchString(fp.Name) {
+				return Set{}, fmt.Errorf("%s: disabled needs the name of a derived probe (`pgcapacity probes` lists them)", where)
+			}
+			set.Disabled = append(set.Disabled, Disabled{Name: fp.Name, line: fp.line})
 			continue
 		}
 		p, err := fp.probe()
@@ -123,19 +131,22 @@ func Parse(data []byte) ([]Probe, error) {
 			err = p.Validate()
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", where, err)
+			return Set{}, fmt.Errorf("%s: %w", where, err)
 		}
-		if i := index(p.Name); i >= 0 {
-			probes[i] = p
-		} else {
-			probes = append(probes, p)
-		}
+		set.Probes = append(set.Probes, p)
 	}
-	return probes, nil
+	return set, nil
+}
+
+func (fp FileProbe) where() string {
+	if fp.Name == "" {
+		return fmt.Sprintf("the probe on line %d", fp.line)
+	}
+	return fmt.Sprintf("probe %q (line %d)", fp.Name, fp.line)
 }
 
 func (fp FileProbe) probe() (Probe, error) {
-	p := Probe{Name: fp.Name, SQL: fp.SQL}
+	p := Probe{Name: fp.Name, SQL: fp.SQL, Origin: OriginFile, line: fp.line}
 	table := strings.TrimSpace(fp.Table)
 	switch parts := strings.Split(table, "."); len(parts) {
 	case 1:
@@ -149,12 +160,4 @@ func (fp FileProbe) probe() (Probe, error) {
 		return p, fmt.Errorf("table %q has more than one dot: write table or schema.table", fp.Table)
 	}
 	return p, nil
-}
-
-func defaultNames() string {
-	var names []string
-	for _, p := range Defaults() {
-		names = append(names, p.Name)
-	}
-	return strings.Join(names, ", ")
 }

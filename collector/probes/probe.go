@@ -24,14 +24,24 @@ import (
 // Probe is one tenant-scoped query on one table.
 type Probe struct {
 	// Name identifies the probe in logs and in the probes file.
-	Name string
+	Name string `json:"name"`
+	// Origin is OriginDerived or OriginFile; empty means OriginFile.
+	Origin string `json:"origin"`
 	// Schema of Table; empty: resolved through the search_path.
-	Schema string
+	Schema string `json:"schema"`
 	// Table is the table the probe measures: the metric's table label and
 	// where tenants are sampled from.
-	Table string
+	Table string `json:"table"`
+	// TenantKey is the column $1 is compared with, and TenantKeyType its
+	// type (derived probes; a file's probe says it in its SQL).
+	TenantKey     string `json:"tenant_key,omitempty"`
+	TenantKeyType string `json:"tenant_key_type,omitempty"`
+	// Index is the tenant-leading btree index a derived probe is built on.
+	Index string `json:"index,omitempty"`
 	// SQL is a single SELECT with $1 the tenant id.
-	SQL string
+	SQL string `json:"sql"`
+
+	line int // in the probes file, for messages
 }
 
 // QualifiedName is schema.table as written in the configuration.
@@ -40,36 +50,6 @@ func (p Probe) QualifiedName() string {
 		return p.Table
 	}
 	return p.Schema + "." + p.Table
-}
-
-// Defaults are the probes for the reference SigID schema: one per hot
-// table, the shape of its hot tenant-scoped lookup. The key (session id,
-// user id, …) comes from an inner lookup in the same tenant, so each probe
-// reads a real row through the same unique index the service uses; the
-// inner lookup is a single index descent.
-func Defaults() []Probe {
-	return []Probe{
-		{Name: "session_by_id", Table: "session", SQL: `SELECT s.session_id, s.user_id, s.expires_at, s.revoked_at
-FROM session s
-WHERE s.tenant_id = $1
-  AND s.session_id = (SELECT session_id FROM session WHERE tenant_id = $1
-                      ORDER BY session_id LIMIT 1)`},
-		{Name: "membership_by_user", Table: "tenant_membership", SQL: `SELECT m.membership_id, m.role, m.status, m.mfa_enabled
-FROM tenant_membership m
-WHERE m.tenant_id = $1
-  AND m.user_id = (SELECT user_id FROM tenant_membership WHERE tenant_id = $1
-                   ORDER BY user_id LIMIT 1)`},
-		{Name: "subject_identifier_lookup", Table: "tenant_subject_identifier", SQL: `SELECT i.user_id
-FROM tenant_subject_identifier i
-WHERE i.tenant_id = $1
-  AND (i.issuer, i.subject) = (SELECT issuer, subject FROM tenant_subject_identifier
-                               WHERE tenant_id = $1 ORDER BY issuer, subject LIMIT 1)`},
-		{Name: "referral_by_code", Table: "referral", SQL: `SELECT r.referral_id, r.referrer_user_id, r.expires_at, r.max_redemptions
-FROM referral r
-WHERE r.tenant_id = $1
-  AND r.code = (SELECT code FROM referral WHERE tenant_id = $1
-                ORDER BY code LIMIT 1)`},
-	}
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

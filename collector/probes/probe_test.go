@@ -49,20 +49,30 @@ func TestCheckSQL(t *testing.T) {
 	}
 }
 
-func TestDefaultsPassTheirOwnCheck(t *testing.T) {
+// examplePath is the SigID example probes file, from this package's directory.
+var examplePath = filepath.Join("..", "..", "docs", "examples", "sigid-probes.yaml")
+
+func TestSigIDExampleFileParses(t *testing.T) {
+	set, err := Load(examplePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !set.Derive || len(set.Disabled) != 0 {
+		t.Errorf("the example keeps derived probes for the other hot tables: derive %v, disabled %v", set.Derive, set.Disabled)
+	}
 	seen := map[string]bool{}
-	for _, p := range Defaults() {
+	for _, p := range set.Probes {
 		if err := p.Validate(); err != nil {
-			t.Errorf("default probe %s: %v", p.Name, err)
+			t.Errorf("example probe %s: %v", p.Name, err)
 		}
 		if seen[p.Table] {
-			t.Errorf("two default probes on %s", p.Table)
+			t.Errorf("two example probes on %s", p.Table)
 		}
 		seen[p.Table] = true
 	}
 	for _, table := range []string{"session", "tenant_membership", "tenant_subject_identifier", "referral"} {
 		if !seen[table] {
-			t.Errorf("no default probe on hot table %s", table)
+			t.Errorf("no example probe on hot table %s", table)
 		}
 	}
 }
@@ -79,29 +89,30 @@ func TestParse(t *testing.T) {
 	tests := []struct {
 		name, file string
 		want       string // probes as table:name, in order
+		derive     bool
+		disabled   string
 		wantErr    string
 	}{
-		{"empty file keeps the defaults", "",
-			"session:session_by_id tenant_membership:membership_by_user tenant_subject_identifier:subject_identifier_lookup referral:referral_by_code", ""},
-		{"add, replace and disable", `
+		{"empty file keeps the derived probes", "", "", true, "", ""},
+		{"add and disable", `
 probes:
   - name: session_by_id
     table: sigid.session
     sql: SELECT 1 FROM sigid.session WHERE tenant_id = $1
-  - name: referral_by_code
+  - name: referral
     disabled: true
   - name: redemptions
     table: referral_redemption
     sql: |
       SELECT count(*) FROM referral_redemption WHERE tenant_id = $1
-`, "sigid.session:session_by_id tenant_membership:membership_by_user tenant_subject_identifier:subject_identifier_lookup referral_redemption:redemptions", ""},
-		{"replace the defaults", `
+`, "sigid.session:session_by_id referral_redemption:redemptions", true, "referral", ""},
+		{"replace the derived probes", `
 replace_defaults: true
 probes:
   - name: only
     table: t
     sql: SELECT 1 FROM t WHERE tenant_id = $1
-`, "t:only", ""},
+`, "t:only", false, "", ""},
 		{"a writing probe is refused by name", `
 probes:
   - name: ok
@@ -110,40 +121,45 @@ probes:
   - name: cleanup
     table: t
     sql: DELETE FROM t WHERE tenant_id = $1
-`, "", `probe "cleanup" (line 6): sql: is not a SELECT`},
+`, "", false, "", `probe "cleanup" (line 6): sql: is not a SELECT`},
 		{"a hidden second statement is refused by name", `
 probes:
   - name: sneaky
     table: t
     sql: "SELECT 1 FROM t WHERE tenant_id = $1; TRUNCATE t"
-`, "", `probe "sneaky" (line 3): sql: holds more than one statement`},
+`, "", false, "", `probe "sneaky" (line 3): sql: holds more than one statement`},
 		{"unknown field", `
 probes:
   - name: x
     tabel: t
     sql: SELECT 1 FROM t WHERE tenant_id = $1
-`, "", "field tabel not found"},
+`, "", false, "", "field tabel not found"},
 		{"duplicate name", `
 probes:
   - {name: a, table: t, sql: "SELECT 1 FROM t WHERE tenant_id = $1"}
   - {name: a, table: u, sql: "SELECT 1 FROM u WHERE tenant_id = $1"}
-`, "", `probe "a" (line 4): the name is also used on line 3`},
-		{"disable an unknown probe", `
+`, "", false, "", `probe "a" (line 4): the name is also used on line 3`},
+		{"disable with replace_defaults", `
+replace_defaults: true
 probes:
   - {name: nope, disabled: true}
-`, "", `probe "nope" (line 3): disabled, but there is no such probe`},
+`, "", false, "", `probe "nope" (line 4): disabled, but replace_defaults: true already drops`},
+		{"disable with a table", `
+probes:
+  - {name: session, table: session, disabled: true}
+`, "", false, "", `probe "session" (line 3): disabled probes take no table or sql`},
 		{"missing table", `
 probes:
   - {name: a, sql: "SELECT 1 FROM t WHERE tenant_id = $1"}
-`, "", `probe "a" (line 3): table is missing`},
+`, "", false, "", `probe "a" (line 3): table is missing`},
 		{"bad table name", `
 probes:
   - {name: a, table: a.b.c, sql: "SELECT 1 FROM t WHERE tenant_id = $1"}
-`, "", "more than one dot"},
+`, "", false, "", "more than one dot"},
 		{"bad probe name", `
 probes:
   - {name: "a b", table: t, sql: "SELECT 1 FROM t WHERE tenant_id = $1"}
-`, "", `name "a b": use letters`},
+`, "", false, "", `name "a b": use letters`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -157,8 +173,20 @@ probes:
 			if err != nil {
 				t.Fatal(err)
 			}
-			if names(got) != tt.want {
-				t.Fatalf("probes:\n got %s\nwant %s", names(got), tt.want)
+			if names(got.Probes) != tt.want {
+				t.Fatalf("probes:\n got %s\nwant %s", names(got.Probes), tt.want)
+			}
+			var disabled []string
+			for _, d := range got.Disabled {
+				disabled = append(disabled, d.Name)
+			}
+			if got.Derive != tt.derive || strings.Join(disabled, " ") != tt.disabled {
+				t.Fatalf("derive %v, disabled %v; want %v, %q", got.Derive, disabled, tt.derive, tt.disabled)
+			}
+			for _, p := range got.Probes {
+				if p.Origin != OriginFile {
+					t.Errorf("probe %s: origin %q, want %q", p.Name, p.Origin, OriginFile)
+				}
 			}
 		})
 	}
@@ -176,8 +204,8 @@ func TestLoadNamesTheFile(t *testing.T) {
 	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml")); err == nil || !strings.Contains(err.Error(), "reading the probes file") {
 		t.Fatalf("Load of a missing file: %v", err)
 	}
-	ps, err := Load("")
-	if err != nil || names(ps) != names(Defaults()) {
-		t.Fatalf("Load(\"\") = %s, %v; want the defaults", names(ps), err)
+	set, err := Load("")
+	if err != nil || len(set.Probes) != 0 || !set.Derive {
+		t.Fatalf("Load(\"\") = %+v, %v; want derived probes only", set, err)
 	}
 }
