@@ -49,7 +49,7 @@ func runDemo(ctx context.Context, env *environment, args []string) (int, error) 
 	}
 	env.cfg.DatabaseURL = url
 	metricsURL := "http://" + reachable(ln.Addr()) + "/metrics"
-	err = serve(ctx, env, ln, func(s *collector.Sampler) {
+	err = serve(ctx, env, ln, nil, func(s *collector.Sampler) {
 		go printDemoReport(ctx, env, s, url, metricsURL)
 	})
 	if err != nil {

@@ -39,7 +39,7 @@ func serveLogged(t *testing.T, cfg config.Config) (addr string, logs *testutil.L
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	ready := make(chan struct{})
-	go func() { done <- serve(ctx, env, ln, func(*collector.Sampler) { close(ready) }) }()
+	go func() { done <- serve(ctx, env, ln, nil, func(*collector.Sampler) { close(ready) }) }()
 	select {
 	case <-ready:
 	case err := <-done:

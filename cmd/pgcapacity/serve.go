@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -29,16 +30,37 @@ func runServe(ctx context.Context, env *environment, args []string) (int, error)
 	if err := env.cfg.RequireDatabase(); err != nil {
 		return exitError, err
 	}
+	// A web configuration the toolkit would refuse (bad YAML, an unreadable
+	// certificate, a password that is no bcrypt hash) exits 2 before serving.
+	if err := web.Validate(env.cfg.WebConfigFile); err != nil {
+		// YAML errors come on several lines; the error is one.
+		lines := strings.Split(err.Error(), "\n")
+		for i := range lines {
+			lines[i] = strings.TrimSpace(lines[i])
+		}
+		return exitError, &config.Error{Variable: config.Prefix + "_WEB_CONFIG_FILE", Problem: fmt.Sprintf("%s: %s", env.cfg.WebConfigFile, strings.Join(lines, " "))}
+	}
 	ln, err := net.Listen("tcp", env.cfg.ListenAddress)
 	if err != nil {
 		return exitError, &config.Error{Variable: config.Prefix + "_LISTEN_ADDRESS", Problem: fmt.Sprintf("cannot listen on %s: %v", env.cfg.ListenAddress, err)}
 	}
-	return exitOK, serve(ctx, env, ln, nil)
+	var health net.Listener
+	if addr := env.cfg.HealthListenAddress; addr != "" {
+		if health, err = net.Listen("tcp", addr); err != nil {
+			ln.Close()
+			return exitError, &config.Error{Variable: config.Prefix + "_HEALTH_LISTEN_ADDRESS", Problem: fmt.Sprintf("cannot listen on %s: %v", addr, err)}
+		}
+	}
+	return exitOK, serve(ctx, env, ln, health, nil)
 }
 
-// serve runs the exporter on ln until ctx ends. started, when not nil, is
-// called with the sampler once the server is listening (demo uses it).
-func serve(ctx context.Context, env *environment, ln net.Listener, started func(*collector.Sampler)) error {
+// serve runs the exporter on ln until ctx ends, and the plain health
+// listener on health when it is not nil. started, when not nil, is called
+// with the sampler once the server is listening (demo uses it).
+func serve(ctx context.Context, env *environment, ln, health net.Listener, started func(*collector.Sampler)) error {
+	if health != nil {
+		defer health.Close() // when serve returns before serving on it
+	}
 	cfg := env.cfg
 	pool, err := openPool(ctx, cfg, cfg.DatabaseURL)
 	if err != nil {
@@ -61,7 +83,10 @@ func serve(ctx context.Context, env *environment, ln net.Listener, started func(
 	if err != nil {
 		return err
 	}
-	server := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	// The servers' own errors (a TLS handshake refused, a client sending
+	// plain HTTP to the TLS port) go to the structured log, not to stderr.
+	errorLog := slog.NewLogLogger(env.logger.Handler(), slog.LevelWarn)
+	server := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errorLog}
 	webConfig := cfg.WebConfigFile
 	systemd := false
 	flags := &web.FlagConfig{WebListenAddresses: &[]string{ln.Addr().String()}, WebSystemdSocket: &systemd, WebConfigFile: &webConfig}
@@ -82,8 +107,18 @@ func serve(ctx context.Context, env *environment, ln net.Listener, started func(
 		warnUnmatchedHotTables(sampleCtx, env, pool)
 		sampler.Run(sampleCtx)
 	}()
-	served := make(chan error, 1)
+	served := make(chan error, 2)
 	go func() { served <- web.Serve(ln, server, flags, env.logger) }()
+	// The health listener stays plain whatever the web configuration says:
+	// it serves nothing but /healthz and /readyz, which kubelet and Docker
+	// ask without a password or client certificate.
+	healthServer := &http.Server{Handler: newHealthHandler(sampler), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errorLog}
+	if health != nil {
+		go func() { served <- healthServer.Serve(health) }()
+		env.logger.Info("serving /healthz and /readyz over plain HTTP", "address", health.Addr().String())
+	} else if webConfig != "" {
+		env.logger.Warn("the web configuration's TLS and basic auth apply to /healthz and /readyz too: set " + config.Prefix + "_HEALTH_LISTEN_ADDRESS (such as :9843) for health checks that give no password")
+	}
 	env.logger.Info("pgcapacity serving", "address", ln.Addr().String(), "collectors", len(cs), "version", version.Version)
 	if started != nil {
 		started(sampler)
@@ -99,6 +134,7 @@ func serve(ctx context.Context, env *environment, ln net.Listener, started func(
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = server.Shutdown(shutdownCtx)
+	_ = healthServer.Shutdown(shutdownCtx)
 	stopSampling()
 	<-sampled
 	if refusal != nil {
@@ -171,11 +207,10 @@ func warnUnmatchedHotTables(ctx context.Context, env *environment, pool *pgxpool
 	}
 }
 
-func newHandler(sampler *collector.Sampler) (http.Handler, error) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
-		sampler.Snapshot().ServeHTTP(w, r)
-	})
+// handleHealth adds /healthz (200 while the process serves, whatever the
+// database does) and /readyz (200 once every collector has finished its
+// first round) to mux; the main and the health listener both serve them.
+func handleHealth(mux *http.ServeMux, sampler *collector.Sampler) {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
@@ -186,6 +221,22 @@ func newHandler(sampler *collector.Sampler) (http.Handler, error) {
 		}
 		fmt.Fprintln(w, "ready")
 	})
+}
+
+// newHealthHandler serves the health listener: /healthz and /readyz only,
+// so a listener outside TLS and basic auth shows no metric.
+func newHealthHandler(sampler *collector.Sampler) http.Handler {
+	mux := http.NewServeMux()
+	handleHealth(mux, sampler)
+	return mux
+}
+
+func newHandler(sampler *collector.Sampler) (http.Handler, error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		sampler.Snapshot().ServeHTTP(w, r)
+	})
+	handleHealth(mux, sampler)
 	landing, err := web.NewLandingPage(web.LandingConfig{
 		Name:        "pgcapacity",
 		Description: "Capacity metrics of hash-partitioned PostgreSQL tables",

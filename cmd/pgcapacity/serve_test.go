@@ -28,16 +28,23 @@ import (
 // stop function is called; stop waits for serve to return.
 func serveInProcess(t *testing.T, cfg config.Config) (addr string, stop func() error) {
 	t.Helper()
+	return serveListening(t, cfg, nil, io.Discard)
+}
+
+// serveListening is serveInProcess with a health listener (nil for none)
+// and the log written to logs.
+func serveListening(t *testing.T, cfg config.Config, health net.Listener, logs io.Writer) (addr string, stop func() error) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs bytes.Buffer
-	env := &environment{cfg: cfg, logger: slog.New(slog.NewTextHandler(io.Discard, nil)), stdout: &logs, stderr: &logs}
+	var out bytes.Buffer
+	env := &environment{cfg: cfg, logger: slog.New(slog.NewTextHandler(logs, nil)), stdout: &out, stderr: &out}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	ready := make(chan struct{})
-	go func() { done <- serve(ctx, env, ln, func(*collector.Sampler) { close(ready) }) }()
+	go func() { done <- serve(ctx, env, ln, health, func(*collector.Sampler) { close(ready) }) }()
 	select {
 	case <-ready:
 	case err := <-done:
@@ -247,38 +254,14 @@ func TestServeUpIsZeroWhenTheSessionIsRefused(t *testing.T) {
 // silent: serve answers /healthz 200, /readyz 503 and /metrics with
 // pgcapacity_up 0 while its start-up validation waits on that database.
 func TestServeAnswersWhileTheDatabaseNeverAnswers(t *testing.T) {
-	silent, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer silent.Close()
-	accepted := make(chan net.Conn, 16)
-	defer func() {
-		for len(accepted) > 0 {
-			(<-accepted).Close()
-		}
-	}()
-	go func() {
-		for {
-			conn, err := silent.Accept()
-			if err != nil {
-				return
-			}
-			select {
-			case accepted <- conn: // never read, never answered
-			default:
-				conn.Close()
-			}
-		}
-	}()
-	cfg := testConfig(t, "postgres://pgcapacity@"+silent.Addr().String()+"/none?sslmode=disable")
+	dbURL, accepted := silentDatabase(t)
+	cfg := testConfig(t, dbURL)
 	// Far longer than the client below waits: without serving first, the
 	// HTTP requests would go unanswered for all of it.
 	cfg.QueryTimeout = config.Duration(10 * time.Minute)
 	addr, stop := serveInProcess(t, cfg)
 	defer stop()
-	first := <-accepted // the exporter is waiting on the silent database now
-	defer first.Close()
+	<-accepted // the exporter is waiting on the silent database now
 	client := &http.Client{Timeout: time.Minute}
 	for path, want := range map[string]int{"/healthz": http.StatusOK, "/readyz": http.StatusServiceUnavailable, "/metrics": http.StatusOK} {
 		resp, err := client.Get("http://" + addr + path)
@@ -296,4 +279,39 @@ func TestServeAnswersWhileTheDatabaseNeverAnswers(t *testing.T) {
 			}
 		}
 	}
+}
+
+// silentDatabase is the URL of a server that accepts TCP and never answers,
+// for the rest of t; accepted receives each connection made to it.
+func silentDatabase(t *testing.T) (dbURL string, accepted <-chan net.Conn) {
+	t.Helper()
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := make(chan net.Conn, 16)
+	var held []net.Conn // never read, never answered
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			conn, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, conn)
+			select {
+			case conns <- conn:
+			default:
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		silent.Close()
+		<-done
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	return "postgres://pgcapacity@" + silent.Addr().String() + "/none?sslmode=disable", conns
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"path"
 	"slices"
@@ -55,6 +56,10 @@ type Config struct {
 	TenantColumn    string     `split_words:"true" default:"tenant_id" desc:"the tenant key column, when a table's partition key does not say it"`
 	PartitionDetail DetailMode `split_words:"true" default:"auto" desc:"which partitions publish per-partition series: all, top (the PGCAPACITY_PARTITION_TOP_K worst of each table on each signal), none (per-table aggregates only), or auto (all up to 200 watched partitions, top above); true and false of earlier releases mean all and none"`
 	PartitionTopK   int        `split_words:"true" default:"5" desc:"partitions per table and signal (live rows, dead rows above the trigger, vacuum lag, xid age, tenant-index bytes) published in the top partition detail mode"`
+
+	// Health endpoints on a plain listener of their own: kubelet and Docker
+	// health checks can give neither a password nor a client certificate.
+	HealthListenAddress string `split_words:"true" desc:"address of a plain-HTTP listener serving only /healthz and /readyz, outside the web configuration's TLS and basic auth, for kubelet and Docker health checks (the image sets :9843); empty: none, they answer only on PGCAPACITY_LISTEN_ADDRESS"`
 
 	Collectors []string `default:"stats,sizes,migrations,probes,statements,adminops" desc:"collectors serve runs, comma-separated, of stats, sizes, migrations, probes, statements, adminops; leave one out to switch it off (its series are then absent, nothing else changes)"`
 
@@ -228,6 +233,14 @@ func (c Config) Validate() error {
 	}
 	if c.ListenAddress == "" {
 		return &Error{Prefix + "_LISTEN_ADDRESS", "is empty: give host:port or :port, such as :9842"}
+	}
+	if c.HealthListenAddress != "" {
+		if _, port, err := net.SplitHostPort(c.HealthListenAddress); err != nil || port == "" {
+			return &Error{Prefix + "_HEALTH_LISTEN_ADDRESS", fmt.Sprintf("%q is not host:port: give one such as :9843, or leave it empty for none", c.HealthListenAddress)}
+		}
+		if c.HealthListenAddress == c.ListenAddress {
+			return &Error{Prefix + "_HEALTH_LISTEN_ADDRESS", fmt.Sprintf("%q is PGCAPACITY_LISTEN_ADDRESS too: give another port, such as :9843", c.HealthListenAddress)}
+		}
 	}
 	for _, list := range []struct {
 		name     string

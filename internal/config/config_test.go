@@ -48,6 +48,8 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"PGCAPACITY_QUERY_TIMEOUT", "30d", "more than PostgreSQL accepts"},
 		{"PGCAPACITY_QUERY_TIMEOUT", "13d", "more than PostgreSQL accepts"},
 		{"PGCAPACITY_LOCK_TIMEOUT", "30d", "more than PostgreSQL accepts"},
+		{"PGCAPACITY_HEALTH_LISTEN_ADDRESS", "9843", "is not host:port"},
+		{"PGCAPACITY_HEALTH_LISTEN_ADDRESS", ":9842", "is PGCAPACITY_LISTEN_ADDRESS too"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.variable+"="+tc.value, func(t *testing.T) {
