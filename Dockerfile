@@ -40,10 +40,15 @@ LABEL org.opencontainers.image.title="pgcapacity" \
       org.opencontainers.image.base.name="gcr.io/distroless/static-debian12:nonroot"
 COPY --from=build /out/pgcapacity /out/healthcheck /usr/local/bin/
 USER 65532:65532
-ENV PGCAPACITY_LISTEN_ADDRESS=:9842
-EXPOSE 9842
+# 9842: /metrics and everything else, under PGCAPACITY_WEB_CONFIG_FILE's TLS
+# and basic auth when set. 9843: /healthz and /readyz only, always plain HTTP
+# without auth, so the health check below (and kubelet probes) need no
+# password or client certificate, with or without a web config.
+ENV PGCAPACITY_LISTEN_ADDRESS=:9842 PGCAPACITY_HEALTH_LISTEN_ADDRESS=:9843
+EXPOSE 9842 9843
 # The exporter answers /healthz while it runs, whatever the database does
-# (pgcapacity_up tells that); the check binary reads PGCAPACITY_LISTEN_ADDRESS.
+# (pgcapacity_up tells that); the check binary asks
+# PGCAPACITY_HEALTH_LISTEN_ADDRESS (PGCAPACITY_LISTEN_ADDRESS when empty).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 CMD ["/usr/local/bin/healthcheck"]
 ENTRYPOINT ["/usr/local/bin/pgcapacity"]
 CMD ["serve"]

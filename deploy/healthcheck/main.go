@@ -3,10 +3,12 @@
 // in the same container for /healthz and exits 0 when it answers 200, 1
 // otherwise.
 //
-// It reads the exporter's own PGCAPACITY_LISTEN_ADDRESS (default :9842) and
-// asks the loopback address on that port; PGCAPACITY_HEALTHCHECK_URL
-// overrides the whole URL (for example https://localhost:9842/healthz when
-// PGCAPACITY_WEB_CONFIG_FILE turns TLS on).
+// It asks the exporter's plain health listener, PGCAPACITY_HEALTH_LISTEN_ADDRESS
+// (the image sets :9843), which stays outside the TLS and basic auth that
+// PGCAPACITY_WEB_CONFIG_FILE may turn on; when that is empty, the main
+// listener, PGCAPACITY_LISTEN_ADDRESS (default :9842), over plain HTTP. Either
+// is asked on loopback when it listens on every address.
+// PGCAPACITY_HEALTHCHECK_URL overrides the whole URL.
 package main
 
 import (
@@ -48,7 +50,12 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode != http.StatusOK {
-		fmt.Fprintf(stderr, "healthcheck: %s answered %s\n", target, resp.Status)
+		hint := ""
+		if (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusBadRequest) && getenv("PGCAPACITY_HEALTH_LISTEN_ADDRESS") == "" && getenv("PGCAPACITY_HEALTHCHECK_URL") == "" {
+			// The web configuration's basic auth or TLS covers the main listener.
+			hint = " (set PGCAPACITY_HEALTH_LISTEN_ADDRESS, such as :9843, for a health listener without TLS and basic auth)"
+		}
+		fmt.Fprintf(stderr, "healthcheck: %s answered %s%s\n", target, resp.Status, hint)
 		return 1
 	}
 	fmt.Fprintf(stdout, "healthcheck: %s ok\n", target)
@@ -56,23 +63,28 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 }
 
 // healthURL is PGCAPACITY_HEALTHCHECK_URL, else /healthz on the port of
+// PGCAPACITY_HEALTH_LISTEN_ADDRESS or, when that is empty, of
 // PGCAPACITY_LISTEN_ADDRESS, asked on loopback when the exporter listens on
 // every address.
 func healthURL(getenv func(string) string) (string, error) {
 	if u := getenv("PGCAPACITY_HEALTHCHECK_URL"); u != "" {
 		parsed, err := url.Parse(u)
 		if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
-			return "", fmt.Errorf("PGCAPACITY_HEALTHCHECK_URL=%q is not an http(s) URL: use one such as http://127.0.0.1:9842/healthz", u)
+			return "", fmt.Errorf("PGCAPACITY_HEALTHCHECK_URL=%q is not an http(s) URL: use one such as http://127.0.0.1:9843/healthz", u)
 		}
 		return u, nil
 	}
-	addr := getenv("PGCAPACITY_LISTEN_ADDRESS")
+	variable := "PGCAPACITY_HEALTH_LISTEN_ADDRESS"
+	addr := getenv(variable)
 	if addr == "" {
-		addr = ":9842"
+		variable = "PGCAPACITY_LISTEN_ADDRESS"
+		if addr = getenv(variable); addr == "" {
+			addr = ":9842"
+		}
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil || port == "" {
-		return "", fmt.Errorf("PGCAPACITY_LISTEN_ADDRESS=%q is not host:port: use one such as :9842, or set PGCAPACITY_HEALTHCHECK_URL", addr)
+		return "", fmt.Errorf("%s=%q is not host:port: use one such as :9843, or set PGCAPACITY_HEALTHCHECK_URL", variable, addr)
 	}
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		host = "127.0.0.1"

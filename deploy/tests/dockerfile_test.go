@@ -401,12 +401,20 @@ func TestDockerfileImage(t *testing.T) {
 		t.Errorf("ENV PGCAPACITY_LISTEN_ADDRESS=%q: want the exporter's default %q, which the health check and EXPOSE assume", env["PGCAPACITY_LISTEN_ADDRESS"], listen)
 	}
 	_, port, _ := strings.Cut(listen, ":")
+	// The health check asks the plain health listener, which a web config's
+	// TLS and basic auth leave alone (health_test.go runs it).
+	_, healthPort, _ := strings.Cut(env["PGCAPACITY_HEALTH_LISTEN_ADDRESS"], ":")
+	if healthPort == "" || healthPort == port {
+		t.Errorf("ENV PGCAPACITY_HEALTH_LISTEN_ADDRESS=%q: want a port of its own, such as :9843, for the health check outside the web config", env["PGCAPACITY_HEALTH_LISTEN_ADDRESS"])
+	}
 	var exposed []string
 	for _, c := range commands[*instructions.ExposeCommand](final) {
 		exposed = append(exposed, c.Ports...)
 	}
-	if !slices.Contains(exposed, port) && !slices.Contains(exposed, port+"/tcp") {
-		t.Errorf("EXPOSE %v: want %s, the listen port", exposed, port)
+	for _, p := range []string{port, healthPort} {
+		if !slices.Contains(exposed, p) && !slices.Contains(exposed, p+"/tcp") {
+			t.Errorf("EXPOSE %v: want %s, the listen and health ports", exposed, p)
+		}
 	}
 
 	labels := map[string]string{}
