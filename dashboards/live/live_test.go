@@ -50,12 +50,10 @@ var settings = []string{
 // on a listed one that returns data or no longer exists (take it off).
 func emptyByDesign() map[string]string {
 	const lastWeek = "compares with a week ago: needs a week of history"
-	const noProbe = "the table has no latency probe"
 	m := map[string]string{
-		"pgcapacity-latency/p95 latency against the same time last week/B":               lastWeek,
-		"pgcapacity-latency/p95 change against last week/A":                              lastWeek,
-		"pgcapacity-migrations/Time to completion/A":                                     "nothing is copying: the in-flight migration has finished its copy and replays (the panel reads \"not copying\")",
-		"pgcapacity-overview/Rule 6: planning share of p95/A[table=referral_redemption]": noProbe,
+		"pgcapacity-latency/p95 latency against the same time last week/B": lastWeek,
+		"pgcapacity-latency/p95 change against last week/A":                lastWeek,
+		"pgcapacity-migrations/Time to completion/A":                       "nothing is copying: the in-flight migration has finished its copy and replays (the panel reads \"not copying\")",
 	}
 	for _, table := range []string{"referral", "referral_redemption", "session", "tenant_membership", "tenant_subject_identifier"} {
 		m["pgcapacity-overview/Rule 5: p95 against last week/A[table="+table+"]"] = lastWeek
