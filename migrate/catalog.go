@@ -62,6 +62,7 @@ type Partition struct {
 	Tuples     float64
 	Reloptions []string
 	Indexes    []NamedRel
+	Grants     []Grant // privileges on this partition itself, owner's left out
 }
 
 // NamedRel is a relation by OID and name.
@@ -209,7 +210,7 @@ func ReadTable(ctx context.Context, q db, schema, name string) (*Table, error) {
 	}
 	steps := []func(context.Context, db, *Table) error{
 		readColumns, readKeyColumns, readPartitions, readIndexes, readConstraints, readTriggers,
-		readPolicies, readGrants, readReferencingFKs, readViews, readPublications, readSequences,
+		readPolicies, readGrants, readPartitionGrants, readReferencingFKs, readViews, readPublications, readSequences,
 	}
 	for _, step := range steps {
 		if err := step(ctx, q, t); err != nil {
@@ -421,6 +422,47 @@ func readGrants(ctx context.Context, q db, t *Table) error {
 	t.Grants, err = pgx.CollectRows(rows, pgx.RowToStructByPos[Grant])
 	if err != nil {
 		return fmt.Errorf("reading the privileges on %s: %w", t.Qualified(), err)
+	}
+	return nil
+}
+
+// readPartitionGrants reads the privileges granted on each partition in one
+// query: roles such as the monitoring role read partitions directly.
+func readPartitionGrants(ctx context.Context, q db, t *Table) error {
+	if len(t.Partitions) == 0 {
+		return nil
+	}
+	rows, err := q.Query(ctx, `
+		SELECT c.oid, coalesce(r.rolname::text, 'PUBLIC'), a.privilege_type, '', a.is_grantable
+		FROM pg_catalog.pg_inherits h JOIN pg_catalog.pg_class c ON c.oid = h.inhrelid, aclexplode(c.relacl) a LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+		WHERE h.inhparent = $1 AND a.grantee <> c.relowner
+		UNION ALL
+		SELECT c.oid, coalesce(r.rolname::text, 'PUBLIC'), a.privilege_type, at.attname::text, a.is_grantable
+		FROM pg_catalog.pg_inherits h JOIN pg_catalog.pg_class c ON c.oid = h.inhrelid
+		     JOIN pg_catalog.pg_attribute at ON at.attrelid = c.oid AND at.attnum > 0 AND NOT at.attisdropped,
+		     aclexplode(at.attacl) a LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+		WHERE h.inhparent = $1 AND a.grantee <> c.relowner
+		ORDER BY 1, 2, 4, 3`, t.OID)
+	if err != nil {
+		return fmt.Errorf("reading the privileges on the partitions of %s: %w", t.Qualified(), err)
+	}
+	defer rows.Close()
+	byOID := map[uint32]int{}
+	for i, p := range t.Partitions {
+		byOID[p.OID] = i
+	}
+	for rows.Next() {
+		var oid uint32
+		var g Grant
+		if err := rows.Scan(&oid, &g.Grantee, &g.Privilege, &g.Column, &g.Grantable); err != nil {
+			return fmt.Errorf("reading the privileges on the partitions of %s: %w", t.Qualified(), err)
+		}
+		if i, ok := byOID[oid]; ok {
+			t.Partitions[i].Grants = append(t.Partitions[i].Grants, g)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading the privileges on the partitions of %s: %w", t.Qualified(), err)
 	}
 	return nil
 }

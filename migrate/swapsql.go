@@ -113,6 +113,7 @@ func swapScript(in swapInput) ([]string, error) {
 	for _, g := range t.Grants {
 		s = append(s, grantSQL(g, newLive))
 	}
+	s = append(s, partitionGrantsSQL(t, in.shadowPartitions)...)
 	if t.Comment != nil {
 		s = append(s, fmt.Sprintf("COMMENT ON TABLE %s IS %s", newLive, ql(*t.Comment)))
 	} else {
@@ -170,6 +171,45 @@ func policySQL(p Policy, table string) string {
 		sql += " WITH CHECK (" + *p.WithCheck + ")"
 	}
 	return sql
+}
+
+// partitionGrantsSQL carries the privileges on the live table's partitions
+// to the shadow's partitions (named as after the swap), so roles that read
+// partitions directly keep reading them. A partition whose name the live
+// table has gets that partition's grants; the others, new in the count,
+// get the grants every live partition has.
+func partitionGrantsSQL(live *Table, shadowPartitions []string) []string {
+	byName := map[string][]Grant{}
+	common := map[Grant]int{}
+	for _, p := range live.Partitions {
+		byName[qi(live.Schema, p.Name)] = p.Grants
+		seen := map[Grant]bool{}
+		for _, g := range p.Grants {
+			if !seen[g] {
+				seen[g] = true
+				common[g]++
+			}
+		}
+	}
+	var everywhere []Grant
+	if len(live.Partitions) > 0 {
+		for _, g := range live.Partitions[0].Grants {
+			if common[g] == len(live.Partitions) {
+				everywhere = append(everywhere, g)
+			}
+		}
+	}
+	var s []string
+	for _, part := range shadowPartitions {
+		grants, ok := byName[part]
+		if !ok {
+			grants = everywhere
+		}
+		for _, g := range grants {
+			s = append(s, grantSQL(g, part))
+		}
+	}
+	return s
 }
 
 func grantSQL(g Grant, table string) string {

@@ -8,9 +8,10 @@
 --   psql -v ON_ERROR_STOP=1 -d sigid -f deploy/sql/monitoring-role.sql
 --   psql -d sigid -c '\password pgcapacity'
 --
--- It can be rerun at any time. Rerun it after partitions are added (a
--- `pgcapacity migrate` swap creates new ones): SELECT is granted on each
--- partition that exists when it runs.
+-- It can be rerun at any time. Rerun it after partitions are added outside
+-- pgcapacity: SELECT is granted on each partition that exists when it runs.
+-- A `pgcapacity migrate` swap or rollback carries the grants on partitions
+-- itself (by name; new partitions get the grants every old one has).
 --
 -- What the role gets, and why:
 --   pg_monitor          statistics, sizes, settings and the pg_stat_statements
