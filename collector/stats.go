@@ -3,8 +3,6 @@ package collector
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -165,12 +163,7 @@ func (s *Stats) sample(ctx context.Context, db *pgxpool.Pool) (Server, []Table, 
 			&srv.AnalyzeThreshold, &srv.AnalyzeScaleFactor, &maxThreshold, &srv.VersionNum, &srv.Now, &srv.InRecovery, &srv.StartedAt); err != nil {
 			return err
 		}
-		srv.VacuumMaxThreshold = -1
-		if maxThreshold != nil {
-			if v, err := strconv.ParseFloat(*maxThreshold, 64); err == nil {
-				srv.VacuumMaxThreshold = v
-			}
-		}
+		srv.VacuumMaxThreshold = vacuumlag.ParseMaxThreshold(maxThreshold)
 		return nil
 	})
 	var tables []Table
@@ -285,45 +278,20 @@ func (s *Stats) scanTables(rows pgx.Rows, srv *Server) ([]Table, error) {
 		if lastAnalyze != nil {
 			p.LastAnalyze = *lastAnalyze
 		}
-		setThresholds(&p, *srv, parseReloptions(reloptions))
+		setThresholds(&p, *srv, reloptions)
 		t := &tables[len(tables)-1]
 		t.Partitions = append(t.Partitions, p)
 	}
 	return tables, rows.Err()
 }
 
-func parseReloptions(opts []string) map[string]string {
-	m := make(map[string]string, len(opts))
-	for _, o := range opts {
-		if k, v, ok := strings.Cut(o, "="); ok {
-			m[k] = v
-		}
-	}
-	return m
-}
-
-// setThresholds computes a partition's autovacuum and autoanalyze triggers
-// as autovacuum.c does: base + scale_factor × reltuples (reltuples < 0, never
-// analyzed, counts as 0), capped by autovacuum_vacuum_max_threshold on
-// PostgreSQL 18+, per-table reloptions taking precedence over the GUCs.
-func setThresholds(p *Partition, srv Server, opts map[string]string) {
-	num := func(name string, def float64) float64 {
-		if v, ok := opts[name]; ok {
-			if f, err := strconv.ParseFloat(v, 64); err == nil && f >= 0 {
-				return f
-			}
-		}
-		return def
-	}
-	tuples := max(p.Reltuples, 0)
-	p.VacuumThreshold = num("autovacuum_vacuum_threshold", srv.VacuumThreshold) +
-		num("autovacuum_vacuum_scale_factor", srv.VacuumScaleFactor)*tuples
-	if maxThreshold := num("autovacuum_vacuum_max_threshold", srv.VacuumMaxThreshold); maxThreshold >= 0 && p.VacuumThreshold > maxThreshold {
-		p.VacuumThreshold = maxThreshold
-	}
-	p.AnalyzeThreshold = num("autovacuum_analyze_threshold", srv.AnalyzeThreshold) +
-		num("autovacuum_analyze_scale_factor", srv.AnalyzeScaleFactor)*tuples
-	p.AutovacuumOff = opts["autovacuum_enabled"] == "false" || opts["autovacuum_enabled"] == "off"
+// setThresholds sets a partition's autovacuum and autoanalyze triggers by
+// vacuumlag.TriggersOf, the formula migrate plan uses too.
+func setThresholds(p *Partition, srv Server, reloptions []string) {
+	tr := vacuumlag.TriggersOf(vacuumlag.Settings{VacuumThreshold: srv.VacuumThreshold, VacuumScaleFactor: srv.VacuumScaleFactor,
+		VacuumMaxThreshold: srv.VacuumMaxThreshold, AnalyzeThreshold: srv.AnalyzeThreshold, AnalyzeScaleFactor: srv.AnalyzeScaleFactor},
+		reloptions, p.Reltuples)
+	p.VacuumThreshold, p.AnalyzeThreshold, p.AutovacuumOff = tr.Vacuum, tr.Analyze, tr.AutovacuumOff
 }
 
 // applyLag computes vacuum and analyze lag (vacuumlag.Since, the one

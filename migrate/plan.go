@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/sigid/pgcapacity/internal/config"
+	"github.com/sigid/pgcapacity/internal/playbook"
 	"github.com/sigid/pgcapacity/internal/playbook/vacuumlag"
 	"github.com/sigid/pgcapacity/internal/units"
 	"github.com/sigid/pgcapacity/migrate/state"
@@ -185,8 +186,9 @@ func (m *Migrator) buildPlan(ctx context.Context, tx pgx.Tx, t *Table, req PlanR
 		p.Decrease = d
 		if req.ForceDecreaseReason == "" {
 			if !d.PlanningHolds && !d.VacuumLagHolds {
-				p.Refusals = append(p.Refusals, fmt.Sprintf("a decrease needs planning or autovacuum overhead to be the bottleneck now, and neither rule holds (planning share %s, limit %.0f%%; worst vacuum lag %s, limit %s): pass --force-decrease \"reason\" to override",
-					fmtShare(d.PlanningShare, d.PlanningNote), d.PlanningShareLimit*100, d.VacuumLag.Round(time.Second), d.VacuumLagLimit))
+				p.Refusals = append(p.Refusals, fmt.Sprintf("a decrease needs planning or autovacuum overhead to be the bottleneck now, and neither rule holds (%s: planning share %s, mean planning %s, limit %.0f%% and above %s; %s: worst vacuum lag %s, limit %s): pass --force-decrease \"reason\" to override",
+					playbook.RulePlanning, fmtShare(d.PlanningShare, d.PlanningNote), d.PlanningMean, d.PlanningShareLimit*100, d.PlanningMin,
+					playbook.RuleVacuumLag, d.VacuumLag.Round(time.Second), d.VacuumLagLimit))
 			}
 			if !d.IndexFits {
 				p.Refusals = append(p.Refusals, fmt.Sprintf("after the merge each partition's tenant indexes would take %.1f%% of shared_buffers, above the %.0f%% limit (PGCAPACITY_DECREASE_INDEX_SHARE): choose more partitions or pass --force-decrease \"reason\"",
@@ -278,39 +280,50 @@ func decreaseCheck(ctx context.Context, tx pgx.Tx, t *Table, p *Plan, req PlanRe
 		VacuumLagLimit:     req.Thresholds.WriteRetentionTarget.D(),
 		IndexShareLimit:    req.Thresholds.DecreaseIndexShare,
 	}
-	// vacuumlag.Since is the one definition serve and check use; a plan is a
-	// fresh process, so each partition starts from the database's bound.
+	// vacuumlag's trigger (TriggersOf) and lag (Since) are the definitions
+	// serve and check use; a plan is a fresh process, so each partition
+	// starts from the database's bound.
+	var set vacuumlag.Settings
+	var maxThreshold *string
+	if err := tx.QueryRow(ctx, `SELECT `+vacuumlag.SettingsSQL).Scan(&set.VacuumThreshold, &set.VacuumScaleFactor, &maxThreshold,
+		&set.AnalyzeThreshold, &set.AnalyzeScaleFactor); err != nil {
+		return nil, fmt.Errorf("reading the autovacuum settings: %w", err)
+	}
+	set.VacuumMaxThreshold = vacuumlag.ParseMaxThreshold(maxThreshold)
 	rows, err := tx.Query(ctx, `
-		SELECT s.n_dead_tup::float8, thr.rows, greatest(s.last_vacuum, s.last_autovacuum), pg_catalog.pg_postmaster_start_time(), now()
+		SELECT coalesce(c.reloptions, '{}'), c.reltuples::float8, coalesce(pg_catalog.pg_stat_get_dead_tuples(c.oid), 0)::float8,
+		       greatest(pg_catalog.pg_stat_get_last_vacuum_time(c.oid), pg_catalog.pg_stat_get_last_autovacuum_time(c.oid)),
+		       pg_catalog.pg_postmaster_start_time(), now()
 		FROM pg_catalog.pg_inherits i
 		JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
-		JOIN pg_catalog.pg_stat_user_tables s ON s.relid = c.oid
-		CROSS JOIN LATERAL (SELECT
-		  coalesce((SELECT o.option_value::float8 FROM pg_catalog.pg_options_to_table(c.reloptions) o WHERE o.option_name = 'autovacuum_vacuum_threshold'),
-		           current_setting('autovacuum_vacuum_threshold')::float8)
-		  + coalesce((SELECT o.option_value::float8 FROM pg_catalog.pg_options_to_table(c.reloptions) o WHERE o.option_name = 'autovacuum_vacuum_scale_factor'),
-		           current_setting('autovacuum_vacuum_scale_factor')::float8) * greatest(c.reltuples, 0) AS rows) thr
 		WHERE i.inhparent = $1`, t.OID)
 	if err != nil {
 		return nil, fmt.Errorf("reading autovacuum lag: %w", err)
 	}
 	for rows.Next() {
 		var o vacuumlag.Observation
+		var reloptions []string
+		var reltuples float64
 		var last *time.Time
-		if err := rows.Scan(&o.DeadRows, &o.Trigger, &last, &o.CountingSince, &o.Now); err != nil {
+		if err := rows.Scan(&reloptions, &reltuples, &o.DeadRows, &last, &o.CountingSince, &o.Now); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("reading autovacuum lag: %w", err)
 		}
 		if last != nil {
 			o.LastVacuum = *last
 		}
+		o.Trigger = vacuumlag.TriggersOf(set, reloptions, reltuples).Vacuum
 		_, lag := vacuumlag.Since(o, time.Time{})
 		d.VacuumLag = max(d.VacuumLag, lag)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("reading autovacuum lag: %w", err)
 	}
-	d.VacuumLagHolds = d.VacuumLagLimit > 0 && d.VacuumLag > d.VacuumLagLimit
+	// The playbook's rule 4 judges the table being merged whether or not it
+	// is hot: its autovacuum overhead is what a decrease would relieve.
+	v := playbook.Get(playbook.VacuumLag).Judge(req.Thresholds, playbook.Sample{},
+		playbook.TableSample{Schema: t.Schema, Table: t.Name, Hot: true, VacuumLagSeconds: d.VacuumLag.Seconds()})
+	d.VacuumLagHolds = v.Judged && v.Holds
 
 	var pgssSchema string
 	err = tx.QueryRow(ctx, `SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_stat_statements'`).Scan(&pgssSchema)
@@ -334,14 +347,14 @@ func decreaseCheck(ctx context.Context, tx pgx.Tx, t *Table, p *Plan, req PlanRe
 			d.PlanningNote = "pg_stat_statements has no statements on this table yet"
 			break
 		}
-		share := *plan / *total
+		share, _ := playbook.PlanningShare(*plan, *total)
 		d.PlanningShare = &share
 		if meanPlanMS != nil {
 			d.PlanningMean = time.Duration(*meanPlanMS * float64(time.Millisecond))
 		}
-		// A share alone always holds for point lookups that plan in
-		// microseconds: planning must also take a measurable time.
-		d.PlanningHolds = share > d.PlanningShareLimit && d.PlanningMean >= d.PlanningMin
+		// Rule 6's condition, on the statements' sums and mean planning
+		// time where the probes give p95s.
+		d.PlanningHolds = playbook.PlanningTimeHolds(req.Thresholds, share, d.PlanningMean)
 		var track string
 		if err := tx.QueryRow(ctx, `SELECT coalesce(current_setting('pg_stat_statements.track_planning', true), 'off')`).Scan(&track); err == nil && track != "on" {
 			d.PlanningNote = "pg_stat_statements.track_planning is off, so planning time reads as zero"
