@@ -48,6 +48,12 @@ func ListMigrations(ctx context.Context, q db) ([]*Migration, error) { return st
 // rerun and was already taken: nothing is locked then.
 func (m *Migrator) admit(ctx context.Context, id int64, s state.Step) (mig *Migration, lock *tableLock, done bool, err error) {
 	tr := state.TransitionFor(s)
+	// A state written by an older pgcapacity is upgraded before it is read,
+	// and a newer one refused: this binary must not change what it cannot
+	// read.
+	if err := state.Upgrade(ctx, m.pool); err != nil {
+		return nil, nil, false, err
+	}
 	if mig, err = state.Load(ctx, m.pool, id); err != nil {
 		return nil, nil, false, err
 	}

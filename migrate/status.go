@@ -22,6 +22,9 @@ type Status struct {
 
 // Status reads migration id with its progress and audit trail.
 func (m *Migrator) Status(ctx context.Context, id int64) (*Status, error) {
+	if err := state.CheckReadable(ctx, m.pool); err != nil {
+		return nil, err
+	}
 	mig, err := state.Load(ctx, m.pool, id)
 	if err != nil {
 		return nil, err
@@ -31,6 +34,9 @@ func (m *Migrator) Status(ctx context.Context, id int64) (*Status, error) {
 
 // List reads every migration, newest first.
 func (m *Migrator) List(ctx context.Context) ([]*Status, error) {
+	if err := state.CheckReadable(ctx, m.pool); err != nil {
+		return nil, err
+	}
 	ms, err := ListMigrations(ctx, m.pool)
 	if err != nil {
 		return nil, err

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/common/version"
 )
 
 // DB is a connection, a pool or a transaction.
@@ -30,10 +31,28 @@ type Reader interface {
 // AdvisoryNamespace is the first key of every pgcapacity advisory lock.
 const AdvisoryNamespace = 0x70676361 // "pgca"
 
-// schemaDDL creates the state schema. Every statement is idempotent.
-var schemaDDL = []string{
-	`CREATE SCHEMA IF NOT EXISTS pgcapacity`,
-	`CREATE TABLE IF NOT EXISTS pgcapacity.migration (
+// SchemaVersion is the layout of the state this pgcapacity reads and
+// writes. Every change to the state tables adds an upgrade below and raises
+// it; pgcapacity.schema_version records the version a database is at, and
+// its layout never changes, so every release can read it.
+const SchemaVersion = 2
+
+// upgrade moves the state from version to-1 to version to.
+type upgrade struct {
+	to    int
+	why   string
+	stmts []string
+}
+
+// upgrades are applied in order from the version a database is at. Version
+// 1 is the layout of every release before the version row: the DDL it ran,
+// unchanged (testdata/schema-v1.sql keeps a copy, so that a change here
+// shows). Each statement is idempotent, so that creating a partial state
+// schema again completes it.
+var upgrades = []upgrade{
+	{to: 1, why: "the state tables", stmts: []string{
+		`CREATE SCHEMA IF NOT EXISTS pgcapacity`,
+		`CREATE TABLE IF NOT EXISTS pgcapacity.migration (
 		id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 		schema_name text NOT NULL,
 		table_name text NOT NULL,
@@ -63,9 +82,9 @@ var schemaDDL = []string{
 		post_swap_pending boolean NOT NULL DEFAULT false,
 		last_error text
 	)`,
-	`CREATE UNIQUE INDEX IF NOT EXISTS migration_one_active_per_table ON pgcapacity.migration (schema_name, table_name)
+		`CREATE UNIQUE INDEX IF NOT EXISTS migration_one_active_per_table ON pgcapacity.migration (schema_name, table_name)
 		WHERE phase NOT IN ('dropped', 'aborted')`,
-	`CREATE TABLE IF NOT EXISTS pgcapacity.copy_progress (
+		`CREATE TABLE IF NOT EXISTS pgcapacity.copy_progress (
 		migration_id bigint NOT NULL REFERENCES pgcapacity.migration ON DELETE CASCADE,
 		source_oid oid NOT NULL,
 		source_name text NOT NULL,
@@ -75,7 +94,7 @@ var schemaDDL = []string{
 		done boolean NOT NULL DEFAULT false,
 		PRIMARY KEY (migration_id, source_oid)
 	)`,
-	`CREATE TABLE IF NOT EXISTS pgcapacity.object_name (
+		`CREATE TABLE IF NOT EXISTS pgcapacity.object_name (
 		migration_id bigint NOT NULL REFERENCES pgcapacity.migration ON DELETE CASCADE,
 		side text NOT NULL CHECK (side IN ('original', 'new')),
 		relid oid NOT NULL,
@@ -84,7 +103,7 @@ var schemaDDL = []string{
 		shadow_name text NOT NULL,
 		PRIMARY KEY (migration_id, relid)
 	)`,
-	`CREATE TABLE IF NOT EXISTS pgcapacity.migration_event (
+		`CREATE TABLE IF NOT EXISTS pgcapacity.migration_event (
 		id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 		migration_id bigint NOT NULL REFERENCES pgcapacity.migration ON DELETE CASCADE,
 		at timestamptz NOT NULL DEFAULT now(),
@@ -92,19 +111,132 @@ var schemaDDL = []string{
 		event text NOT NULL,
 		detail text NOT NULL DEFAULT ''
 	)`,
+	}},
+	{to: 2, why: "the schema version row", stmts: []string{
+		// One row (the singleton key): the version, and which pgcapacity
+		// wrote it, so that an older one can name the release to install.
+		`CREATE TABLE IF NOT EXISTS pgcapacity.schema_version (
+		singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+		version int NOT NULL,
+		release text NOT NULL,
+		upgraded_at timestamptz NOT NULL DEFAULT now()
+	)`,
+	}},
 }
 
-// Ensure creates the state schema once, serialised by an advisory lock so
-// that concurrent first runs do not collide.
-func Ensure(ctx context.Context, pool *pgxpool.Pool) error {
+// upgradeLockTimeout bounds the wait of an upgrade's DDL behind a running
+// migration's transactions (copy and replay batches are short).
+const upgradeLockTimeout = "30s"
+
+// NewerError refuses a state written by a newer pgcapacity: this one
+// cannot tell what the newer columns and phases mean, and writing would
+// corrupt them.
+type NewerError struct {
+	State, Binary               int    // schema versions
+	StateRelease, BinaryRelease string // the pgcapacity releases
+}
+
+func (e *NewerError) Error() string {
+	return fmt.Sprintf("the pgcapacity state in this database is at schema version %d (written by pgcapacity %s), newer than this pgcapacity %s knows (schema version %d): upgrade pgcapacity to %s or newer and rerun; an older pgcapacity never reads or changes a newer state",
+		e.State, e.StateRelease, e.BinaryRelease, e.Binary, e.StateRelease)
+}
+
+// Release is the pgcapacity release recorded with the schema version.
+func Release() string {
+	if version.Version == "" {
+		return "(development build)"
+	}
+	return version.Version
+}
+
+// schemaVersion reads the version of the state: 0 without a state schema,
+// 1 for the layout before the version row.
+func schemaVersion(ctx context.Context, q Reader) (v int, release string, err error) {
+	var hasRow, hasState bool
+	if err := q.QueryRow(ctx, `SELECT pg_catalog.to_regclass('pgcapacity.schema_version') IS NOT NULL, pg_catalog.to_regclass('pgcapacity.migration') IS NOT NULL`).Scan(&hasRow, &hasState); err != nil {
+		return 0, "", fmt.Errorf("reading the version of the pgcapacity state: %w", err)
+	}
+	switch {
+	case hasRow:
+	case hasState:
+		return 1, "a release without the version row", nil
+	default:
+		return 0, "", nil
+	}
+	err = q.QueryRow(ctx, `SELECT version, release FROM pgcapacity.schema_version`).Scan(&v, &release)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, "", errors.New("pgcapacity.schema_version has no row: the state was changed outside pgcapacity; restore the row (version and release of the pgcapacity that last ran) and rerun")
+	}
+	if err != nil {
+		return 0, "", fmt.Errorf("reading the version of the pgcapacity state: %w", err)
+	}
+	return v, release, nil
+}
+
+// CheckReadable refuses a state newer than this pgcapacity; an older one it
+// reads as it is (the commands that change it upgrade it first).
+func CheckReadable(ctx context.Context, q Reader) error {
+	v, rel, err := schemaVersion(ctx, q)
+	if err != nil {
+		return err
+	}
+	if v > SchemaVersion {
+		return &NewerError{State: v, Binary: SchemaVersion, StateRelease: rel, BinaryRelease: Release()}
+	}
+	return nil
+}
+
+// Ensure creates the state schema, or upgrades it to SchemaVersion, and
+// refuses a newer one (start runs it).
+func Ensure(ctx context.Context, pool *pgxpool.Pool) error { return migrateSchema(ctx, pool, true) }
+
+// Upgrade upgrades an existing state schema to SchemaVersion and refuses a
+// newer one; without a state schema it creates nothing (every command on a
+// recorded migration runs it before reading the migration).
+func Upgrade(ctx context.Context, pool *pgxpool.Pool) error {
+	// The common case, a current state, takes no lock.
+	v, rel, err := schemaVersion(ctx, pool)
+	switch {
+	case err != nil:
+		return err
+	case v > SchemaVersion:
+		return &NewerError{State: v, Binary: SchemaVersion, StateRelease: rel, BinaryRelease: Release()}
+	case v == SchemaVersion || v == 0:
+		return nil
+	}
+	return migrateSchema(ctx, pool, false)
+}
+
+// migrateSchema runs the upgrades from the database's version in one
+// transaction, serialised by an advisory lock: a second process starting
+// at once waits, then finds the state current.
+func migrateSchema(ctx context.Context, pool *pgxpool.Pool, create bool) error {
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, 0)`, AdvisoryNamespace); err != nil {
+			return fmt.Errorf("taking the lock of the pgcapacity state schema: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `SELECT pg_catalog.set_config('lock_timeout', $1, true)`, upgradeLockTimeout); err != nil {
 			return err
 		}
-		for _, stmt := range schemaDDL {
-			if _, err := tx.Exec(ctx, stmt); err != nil {
-				return fmt.Errorf("creating the pgcapacity state schema: %w", err)
+		v, rel, err := schemaVersion(ctx, tx)
+		switch {
+		case err != nil:
+			return err
+		case v > SchemaVersion:
+			return &NewerError{State: v, Binary: SchemaVersion, StateRelease: rel, BinaryRelease: Release()}
+		case v == SchemaVersion || (v == 0 && !create):
+			return nil
+		}
+		for _, u := range upgrades[v:] {
+			for _, stmt := range u.stmts {
+				if _, err := tx.Exec(ctx, stmt); err != nil {
+					return fmt.Errorf("upgrading the pgcapacity state schema to version %d (%s): %w", u.to, u.why, err)
+				}
 			}
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO pgcapacity.schema_version (version, release) VALUES ($1, $2)
+			ON CONFLICT (singleton) DO UPDATE SET version = excluded.version, release = excluded.release, upgraded_at = now()`, SchemaVersion, Release()); err != nil {
+			return fmt.Errorf("recording the version of the pgcapacity state schema: %w", err)
 		}
 		return nil
 	})
