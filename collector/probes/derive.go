@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sigid/pgcapacity/collector"
+	"github.com/sigid/pgcapacity/collector/migrationtables"
 	"github.com/sigid/pgcapacity/internal/config"
 )
 
@@ -31,7 +33,7 @@ const derivedLimit = 10
 // then indexes with a second key column. Catalog reads only: no locks, one
 // query whatever the number of tables and partitions.
 const catalogSQL = `
-SELECT n.nspname::text, c.relname::text,
+SELECT c.oid, n.nspname::text, c.relname::text,
 	CASE pt.partstrat WHEN 'h' THEN 'hash' WHEN 'l' THEN 'list' WHEN 'r' THEN 'range' ELSE pt.partstrat::text END,
 	a.attname::text, format_type(a.atttypid, a.atttypmod), ix.indexname, ix.next_column
 FROM pg_catalog.pg_partitioned_table pt
@@ -51,16 +53,37 @@ LEFT JOIN LATERAL (
 	LIMIT 1
 ) ix ON true
 WHERE NOT c.relispartition
-ORDER BY 1, 2`
+ORDER BY 2, 3`
 
 // catalogTable is one partitioned table as catalogSQL reads it.
 type catalogTable struct {
+	oid                     uint32
 	schema, table, strategy string
 	key, keyType            string // empty: the first partition key is an expression
 	index, next             string // the tenant-leading btree index and its second key column, when any
 }
 
+// readCatalog reads the partitioned tables, leaving out the shadow and
+// retained tables of migrate (recognised from its records, as the stats
+// and sizes collectors do): they are not watched, so they get no derived
+// probe and match no hot-table pattern.
 func readCatalog(ctx context.Context, q querier) ([]catalogTable, error) {
+	tables, err := scanCatalog(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	// After the catalog query: a migration that started since is recorded.
+	records, err := migrationtables.Read(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(tables, func(t catalogTable) bool {
+		_, owned := records.Lookup(t.oid, t.schema, t.table)
+		return owned
+	}), nil
+}
+
+func scanCatalog(ctx context.Context, q querier) ([]catalogTable, error) {
 	rows, err := q.Query(ctx, catalogSQL)
 	if err != nil {
 		return nil, fmt.Errorf("reading partitioned tables and their tenant-leading indexes: %w", err)
@@ -70,7 +93,7 @@ func readCatalog(ctx context.Context, q querier) ([]catalogTable, error) {
 	for rows.Next() {
 		var t catalogTable
 		var key, keyType, index, next *string
-		if err := rows.Scan(&t.schema, &t.table, &t.strategy, &key, &keyType, &index, &next); err != nil {
+		if err := rows.Scan(&t.oid, &t.schema, &t.table, &t.strategy, &key, &keyType, &index, &next); err != nil {
 			return nil, fmt.Errorf("reading partitioned tables: %w", err)
 		}
 		t.key, t.keyType, t.index, t.next = deref(key), deref(keyType), deref(index), deref(next)

@@ -13,9 +13,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// querier is what loading tenants needs; *pgxpool.Pool, *pgx.Conn and pgx.Tx have it.
+// querier is what loading tenants and reading the catalog (with migrate's
+// records) need; *pgxpool.Pool, *pgx.Conn and pgx.Tx have it.
 type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
 // Timing is one probe run.

@@ -14,7 +14,8 @@ import (
 // resolve reads which probes run now: the configured ones, then one
 // derived probe per watched hot table that has none of its own (and is not
 // disabled), with every probe table resolved and its tenants sampled. Two
-// catalog queries (one with derived probes off), whatever the number of
+// catalog queries (one with derived probes off) and the lookup of migrate's
+// records (one query, two with a pgcapacity schema), whatever the number of
 // tables and partitions.
 func (c *Collector) resolve(ctx context.Context, q querier) ([]Probe, []Skipped, map[tableName]*target, error) {
 	var derived []Probe
