@@ -20,9 +20,10 @@ import (
 
 // checkReport is what `check` prints; each part comes from one area.
 type checkReport struct {
-	Capacity playbook.Report `json:"capacity"`
-	Latency  latencyReport   `json:"latency"`
-	AdminOps adminops.Result `json:"adminops"`
+	Capacity   playbook.Report  `json:"capacity"`
+	Latency    latencyReport    `json:"latency"`
+	Statements statementsReport `json:"statements"`
+	AdminOps   adminops.Result  `json:"adminops"`
 }
 
 // holds reports whether any rule holds now.
@@ -79,11 +80,15 @@ func sampleReport(ctx context.Context, cfg config.Config, pool *pgxpool.Pool) (c
 	if err != nil {
 		return checkReport{}, describeDBError(err)
 	}
+	stmts, err := sampleStatements(ctx, cfg, pool)
+	if err != nil {
+		return checkReport{}, describeDBError(err)
+	}
 	adminOps, err := sampleAdminOps(ctx, cfg, pool)
 	if err != nil {
 		return checkReport{}, describeDBError(err)
 	}
-	return checkReport{Capacity: playbook.Evaluate(cfg.Thresholds, srv, tables, sizes), Latency: latency, AdminOps: adminOps}, nil
+	return checkReport{Capacity: playbook.Evaluate(cfg.Thresholds, srv, tables, sizes), Latency: latency, Statements: stmts, AdminOps: adminOps}, nil
 }
 
 // writeParentStatistics prints one line per table whose parent autovacuum
@@ -157,6 +162,7 @@ func writeReport(w io.Writer, cfg config.Config, r checkReport) {
 	}
 	fmt.Fprintln(w)
 	writeLatency(w, r.Latency)
+	writeStatements(w, r.Statements)
 	writeAdminOps(w, r.AdminOps)
 	fmt.Fprintf(w, "\nOperating rules right now (alerts fire only after %s):\n", cfg.RuleWindow)
 	for _, f := range c.Findings {

@@ -125,7 +125,10 @@ func (c *Collector) Interval() time.Duration { return c.opts.Interval }
 
 // Sample is one round's result.
 type Sample struct {
-	Available     bool
+	Available bool
+	// NotApplicable says why pg_stat_statements cannot serve when not
+	// Available: the one reason the WARN and check give.
+	NotApplicable string
 	TrackPlanning bool
 	Tables        []TableTotals
 	Pending       int // entries left for later rounds by the cap
@@ -174,7 +177,7 @@ func (c *Collector) Sample(ctx context.Context, pool *pgxpool.Pool) (Sample, err
 	}
 	if why := ext.unusable(); why != "" {
 		c.unavailable(why)
-		return Sample{}, nil
+		return Sample{NotApplicable: why}, nil
 	}
 	watched, nm, key, err := c.readWatched(ctx, pool)
 	if err != nil {
@@ -188,7 +191,7 @@ func (c *Collector) Sample(ctx context.Context, pool *pgxpool.Pool) (Sample, err
 	if err != nil {
 		if why := unloaded(err); why != "" {
 			c.unavailable(why)
-			return Sample{}, nil
+			return Sample{NotApplicable: why}, nil
 		}
 		return Sample{}, err
 	}
