@@ -3,34 +3,11 @@ package migrate
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/sigid/pgcapacity/migrate/state"
 )
-
-func dropStateSQL(n names) []string {
-	return []string{
-		fmt.Sprintf("DROP TABLE IF EXISTS %s", n.logTable),
-		fmt.Sprintf("DROP FUNCTION IF EXISTS %s()", n.captureFunc),
-		fmt.Sprintf("DROP FUNCTION IF EXISTS %s()", n.guardFunc),
-	}
-}
-
-// dropOldSQL removes the retained original after the rollback period.
-func dropOldSQL(n names, live, retained string) []string {
-	s := dropCaptureSQL(n, live, nil)
-	s = append(s, fmt.Sprintf("DROP TABLE %s", retained))
-	return append(s, dropStateSQL(n)...)
-}
-
-// abortSQL removes everything a migration created before its swap.
-func abortSQL(n names, live string, liveParts []string, newTable string) []string {
-	s := dropCaptureSQL(n, live, liveParts)
-	s = append(s, fmt.Sprintf("DROP TABLE IF EXISTS %s", newTable))
-	return append(s, dropStateSQL(n)...)
-}
 
 // DropOld drops the retained original once the rollback period has passed
 // since the swap, with its capture triggers and change log.
@@ -57,7 +34,7 @@ func (m *Migrator) DropOld(ctx context.Context, id int64, rollbackPeriod time.Du
 	}
 	err = m.retry(ctx, "drop-old", opts.Retries, func() error {
 		return m.inTx(ctx, m.pool, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", opts.LockTimeout.Milliseconds())); err != nil {
+			if err := applySettings(ctx, tx, lockSettings(opts.LockTimeout)); err != nil {
 				return err
 			}
 			if _, err := guard(ctx, tx, id, state.StepDropOld); err != nil {
@@ -71,15 +48,11 @@ func (m *Migrator) DropOld(ctx context.Context, id int64, rollbackPeriod time.Du
 			if err != nil {
 				return err
 			}
-			var parts []string
-			for _, p := range live.Partitions {
-				parts = append(parts, qi(live.Schema, p.Name))
-			}
 			n := newNames(id, live, mig.ToPartitions)
-			stmts := append(dropCaptureSQL(n, live.Qualified(), parts), fmt.Sprintf("DROP TABLE %s", retained))
-			stmts = append(stmts, dropStateSQL(n)...)
-			if _, err := tx.Exec(ctx, strings.Join(stmts, ";\n")); err != nil {
-				return fmt.Errorf("dropping the original: %w", err)
+			for _, s := range dropOldSteps(n, live.Qualified(), qualifiedPartitions(live), retained, opts.LockTimeout) {
+				if err := runStatements(ctx, tx, s); err != nil {
+					return fmt.Errorf("dropping the original: %w", err)
+				}
 			}
 			if err := state.Apply(ctx, tx, id, state.StepDropOld); err != nil {
 				return err
@@ -109,7 +82,7 @@ func (m *Migrator) Abort(ctx context.Context, id int64, opts CopyOptions) error 
 	ctx = lock.bind(ctx)
 	err = m.retry(ctx, "abort", opts.Retries, func() error {
 		return m.inTx(ctx, m.pool, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", opts.LockTimeout.Milliseconds())); err != nil {
+			if err := applySettings(ctx, tx, lockSettings(opts.LockTimeout)); err != nil {
 				return err
 			}
 			if _, err := guard(ctx, tx, id, state.StepAbort); err != nil {
@@ -119,10 +92,6 @@ func (m *Migrator) Abort(ctx context.Context, id int64, opts CopyOptions) error 
 			if err != nil {
 				return err
 			}
-			var parts []string
-			for _, p := range orig.Partitions {
-				parts = append(parts, qi(orig.Schema, p.Name))
-			}
 			n := newNames(id, orig, mig.ToPartitions)
 			newTable := ""
 			if mig.NewOID != nil {
@@ -130,13 +99,10 @@ func (m *Migrator) Abort(ctx context.Context, id int64, opts CopyOptions) error 
 					return err
 				}
 			}
-			stmts := dropCaptureSQL(n, orig.Qualified(), parts)
-			if newTable != "" {
-				stmts = append(stmts, "DROP TABLE "+newTable)
-			}
-			stmts = append(stmts, dropStateSQL(n)...)
-			if _, err := tx.Exec(ctx, strings.Join(stmts, ";\n")); err != nil {
-				return fmt.Errorf("removing the migration's objects: %w", err)
+			for _, s := range abortSteps(n, orig.Qualified(), qualifiedPartitions(orig), newTable, opts.LockTimeout) {
+				if err := runStatements(ctx, tx, s); err != nil {
+					return fmt.Errorf("removing the migration's objects: %w", err)
+				}
 			}
 			if err := state.DeleteCopyProgress(ctx, tx, id); err != nil {
 				return err

@@ -28,6 +28,9 @@ type PlanRequest struct {
 	TenantColumn        string
 	// AssumedRowsPerSecond is the copy rate the time estimate uses.
 	AssumedRowsPerSecond float64
+	// LockTimeout is the --lock-timeout the commands will be given
+	// (default DefaultLockTimeout); the steps shown carry it.
+	LockTimeout time.Duration
 }
 
 // Plan is what a migration would do, and whether it may.
@@ -49,7 +52,9 @@ type Plan struct {
 	Decrease              *DecreaseCheck
 	Refusals              []string
 	Notes                 []string
-	Steps                 []Step
+	// Commands are the steps each command runs, built by the functions the
+	// commands use (steps.go), with the names this plan predicts.
+	Commands []CommandSteps
 }
 
 // DecreaseCheck is the evaluation of the rule that allows a decrease.
@@ -67,13 +72,6 @@ type DecreaseCheck struct {
 	IndexShareLimit    float64
 	IndexFits          bool
 	Forced             string
-}
-
-// Step is one step of the procedure and its exact SQL.
-type Step struct {
-	Name string
-	Note string
-	SQL  []string
 }
 
 // MaxPartitions is the largest partition count migrate creates: every
@@ -106,6 +104,9 @@ func (m *Migrator) Plan(ctx context.Context, req PlanRequest) (*Plan, error) {
 	}
 	if req.AssumedRowsPerSecond <= 0 {
 		req.AssumedRowsPerSecond = 50000
+	}
+	if req.LockTimeout <= 0 {
+		req.LockTimeout = DefaultLockTimeout
 	}
 	var plan *Plan
 	err := m.inTx(ctx, m.pool, func(tx pgx.Tx) error {
@@ -210,11 +211,11 @@ func (m *Migrator) buildPlan(ctx context.Context, tx pgx.Tx, t *Table, req PlanR
 		}
 	}
 	if len(p.Refusals) == 0 {
-		steps, err := planSteps(t, p)
+		commands, err := planSteps(t, p, req.LockTimeout)
 		if err != nil {
 			return nil, err
 		}
-		p.Steps = steps
+		p.Commands = commands
 	}
 	return p, nil
 }
@@ -374,7 +375,7 @@ func fmtShare(s *float64, note string) string {
 	return fmt.Sprintf("%.1f%%", *s*100)
 }
 
-func planSteps(t *Table, p *Plan) ([]Step, error) {
+func planSteps(t *Table, p *Plan, lockTimeout time.Duration) ([]CommandSteps, error) {
 	n := newNames(p.AssumedID, t, p.To)
 	create, err := createNewTableSQL(t, n, t.Owner)
 	if err != nil {
@@ -384,9 +385,10 @@ func planSteps(t *Table, p *Plan) ([]Step, error) {
 	if err != nil {
 		return nil, err
 	}
-	var parts []string
-	for _, part := range t.Partitions {
-		parts = append(parts, qi(t.Schema, part.Name))
+	parts := qualifiedPartitions(t)
+	var newParts []string
+	for i := 0; i < p.To; i++ {
+		newParts = append(newParts, qi(t.Schema, n.newPartitionLive(i)))
 	}
 	first := qi(t.Schema, t.Partitions[0].Name)
 	rp := replaySQL(t, n, t.Qualified(), n.newQualified())
@@ -396,27 +398,33 @@ func planSteps(t *Table, p *Plan) ([]Step, error) {
 		return nil, err
 	}
 	lockStmt := lockSQL(t, t.Qualified(), n.newQualified())
-	return []Step{
-		{Name: "start: record the migration", Note: "in the pgcapacity schema, with the reason, requester and approver; the same transaction creates the new table and installs capture",
-			SQL: []string{`INSERT INTO pgcapacity.migration (schema_name, table_name, original_oid, ..., reason, requester, approver) VALUES ($1, $2, $3, ...) RETURNING id`}},
-		{Name: "start: create the new partitioned table", SQL: create},
-		{Name: "start: install change capture on the original, before any row is copied", Note: "taking the trigger lock waits for in-flight writes, so every write after it is captured",
-			SQL: append(setup, installCaptureSQL(n, t.Qualified(), parts)...)},
-		{Name: "start: copy each original partition in block-range batches", Note: fmt.Sprintf("one short transaction per batch with its checkpoint; for each of the %d original partitions, up to the block count measured after capture began (rows written later arrive through capture); shown for %s", p.From, first),
-			SQL: copyPlanSQL(t, n, first)},
-		{Name: "start/resume: replay captured changes until the backlog is small", Note: "one REPEATABLE READ transaction per batch; each key is resynchronised from the live table's current row",
-			SQL: []string{rp.take, rp.remove, rp.upsert, "-- when another unique key collides (a value moved between rows), instead of the upsert, for the batch's keys and every key still in the log:", rp.resyncStale, rp.resyncAdd}},
-		{Name: "validate: counts and checksums per new partition, constraints and indexes", Note: "in one snapshot; keys with changes still in the log are left out on both sides; shown for the first partitions",
-			SQL: []string{validateOriginalSQL(t, n, first), validateNewSQL(t, n, qi(t.Schema, n.newPartitionShadow(0)))}},
-		{Name: "swap: count both tables in one snapshot, outside any lock", Note: "keys with changes in flight are left out; the two counts must agree. Then replay again, keeping the keys",
-			SQL: []string{snapshotCountSQL(t, n, t.Qualified(), n.newQualified())}},
-		{Name: "swap: one transaction holding the locks", Note: "lock_timeout with retries; the final replay (above) until the log is empty; the count check on every key replayed since the snapshot count (--full-count-check counts both tables in full here instead); then:",
-			SQL: append(append([]string{"SET LOCAL lock_timeout = '2s'", lockStmt}, changedKeysCheckSQL(t, n, t.Qualified(), n.newQualified())), swap...)},
-		{Name: "swap: after the commit", Note: "foreign keys are validated without blocking writes; per-leaf keys of partitioned referencing tables are then attached to a parent constraint",
-			SQL: append(fkFinishExample(t), "ANALYZE "+t.Qualified())},
-		{Name: "rollback", Note: "the swap in the other direction, with the same locks, final replay and checks: the original takes its names back, reverse capture stops, capture to the new table resumes"},
-		{Name: "drop-old (after the rollback period)", SQL: dropOldSQL(n, t.Qualified(), qi(t.Schema, n.retained))},
-		{Name: "abort (before the swap)", SQL: abortSQL(n, t.Qualified(), parts, n.newQualified())},
+	return []CommandSteps{
+		{Command: "start", Steps: []Step{
+			{Name: "record the migration", Note: "in the pgcapacity schema, with the reason, requester and approver; the same transaction creates the new table and installs capture",
+				SQL: []string{`INSERT INTO pgcapacity.migration (schema_name, table_name, original_oid, ..., reason, requester, approver) VALUES ($1, $2, $3, ...) RETURNING id`}},
+			{Name: "create the new partitioned table", SQL: create},
+			{Name: "install change capture on the original, before any row is copied", Note: "taking the trigger lock waits for in-flight writes, so every write after it is captured",
+				SQL: append(setup, installCaptureSQL(n, t.Qualified(), parts)...)},
+			{Name: "copy each original partition in block-range batches", Note: fmt.Sprintf("one short transaction per batch with its checkpoint; for each of the %d original partitions, up to the block count measured after capture began (rows written later arrive through capture); shown for %s", p.From, first),
+				SQL: copyPlanSQL(t, n, first), Repeat: true},
+			{Name: "replay captured changes until the backlog is small (also resume)", Note: "one REPEATABLE READ transaction per batch; each key is resynchronised from the live table's current row",
+				SQL: []string{rp.take, rp.remove, rp.upsert, "-- when another unique key collides (a value moved between rows), instead of the upsert, for the batch's keys and every key still in the log:", rp.resyncStale, rp.resyncAdd}, Repeat: true},
+		}},
+		{Command: "validate", Steps: []Step{
+			{Name: "counts and checksums per new partition, constraints and indexes", Note: "in one snapshot; keys with changes still in the log are left out on both sides; shown for the first partitions",
+				SQL: []string{validateOriginalSQL(t, n, first), validateNewSQL(t, n, qi(t.Schema, n.newPartitionShadow(0)))}},
+		}},
+		{Command: "swap", Steps: []Step{
+			{Name: "count both tables in one snapshot, outside any lock", Note: "keys with changes in flight are left out; the two counts must agree. Then replay again, keeping the keys",
+				SQL: []string{snapshotCountSQL(t, n, t.Qualified(), n.newQualified())}},
+			{Name: "one transaction holding the locks", Note: "lock_timeout with retries; the final replay (above) until the log is empty; the count check on every key replayed since the snapshot count (--full-count-check counts both tables in full here instead); then:",
+				Settings: lockSettings(lockTimeout), SQL: append([]string{lockStmt, changedKeysCheckSQL(t, n, t.Qualified(), n.newQualified())}, swap...)},
+			{Name: "after the commit", Note: "foreign keys are validated without blocking writes; per-leaf keys of partitioned referencing tables are then attached to a parent constraint",
+				SQL: append(fkFinishExample(t), "ANALYZE "+t.Qualified())},
+		}},
+		{Command: "rollback", Note: "the swap in the other direction, with the same locks, final replay and checks: the original takes its names back, reverse capture stops, capture to the new table resumes"},
+		{Command: "drop-old", Note: "after the rollback period", Steps: dropOldSteps(n, t.Qualified(), newParts, qi(t.Schema, n.retained), lockTimeout)},
+		{Command: "abort", Note: "before the swap, or after a rollback", Steps: abortSteps(n, t.Qualified(), parts, n.newQualified(), lockTimeout)},
 	}, nil
 }
 
@@ -519,14 +527,29 @@ func (p *Plan) Print(w io.Writer) {
 		}
 		return
 	}
-	fmt.Fprintf(w, "\nsteps (names assume migration id %d, the next free one):\n", p.AssumedID)
-	for i, s := range p.Steps {
-		fmt.Fprintf(w, "\n%d. %s\n", i+1, s.Name)
-		if s.Note != "" {
-			fmt.Fprintf(w, "   -- %s\n", s.Note)
+	fmt.Fprintf(w, "\nsteps of each command (names assume migration id %d, the next free one):\n", p.AssumedID)
+	for _, c := range p.Commands {
+		fmt.Fprintf(w, "\n== pgcapacity migrate %s\n", c.Command)
+		if c.Note != "" {
+			fmt.Fprintf(w, "-- %s\n", c.Note)
 		}
-		for _, sql := range s.SQL {
-			fmt.Fprintf(w, "%s;\n", sql)
+		for i, s := range c.Steps {
+			fmt.Fprintf(w, "\n%d. %s\n", i+1, s.Name)
+			if s.When != "" {
+				fmt.Fprintf(w, "   -- only %s\n", s.When)
+			}
+			if s.Repeat {
+				fmt.Fprintf(w, "   -- repeated, once per batch, until done\n")
+			}
+			if s.Note != "" {
+				fmt.Fprintf(w, "   -- %s\n", s.Note)
+			}
+			for _, sql := range s.Settings {
+				fmt.Fprintf(w, "%s;\n", sql)
+			}
+			for _, sql := range s.SQL {
+				fmt.Fprintf(w, "%s;\n", sql)
+			}
 		}
 	}
 }

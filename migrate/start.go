@@ -38,7 +38,7 @@ func (o CopyOptions) withDefaults() CopyOptions {
 		o.BacklogTarget = int64(o.BatchSize)
 	}
 	if o.LockTimeout <= 0 {
-		o.LockTimeout = 2 * time.Second
+		o.LockTimeout = DefaultLockTimeout
 	}
 	if o.Retries <= 0 {
 		o.Retries = 10

@@ -63,7 +63,7 @@ func (m *Migrator) Rollback(ctx context.Context, id int64, opts SwapOptions) (*S
 
 func (m *Migrator) switchOver(ctx context.Context, id int64, opts SwapOptions, forward bool) (*SwapResult, error) {
 	if opts.LockTimeout <= 0 {
-		opts.LockTimeout = 2 * time.Second
+		opts.LockTimeout = DefaultLockTimeout
 	}
 	if opts.Retries <= 0 {
 		opts.Retries = 10

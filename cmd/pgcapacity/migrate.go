@@ -184,7 +184,7 @@ func addCopyFlags(fs *flag.FlagSet, pool *poolSize) func() migrate.CopyOptions {
 	rate := fs.Float64("max-rows-per-second", 0, "copy rate limit; 0: unlimited")
 	jobs := fs.Int("jobs", 1, "original partitions copied in parallel")
 	backlog := fs.Int64("backlog-target", 0, "catch-up ends when at most this many changes wait (default: the batch size)")
-	lockTimeout := fs.Duration("lock-timeout", 2*time.Second, "lock_timeout of the short DDL steps; they retry with backoff")
+	lockTimeout := fs.Duration("lock-timeout", migrate.DefaultLockTimeout, "lock_timeout of the short DDL steps; they retry with backoff")
 	pool.conns = func() int32 { return int32(max(*jobs+3, 4)) }
 	return func() migrate.CopyOptions {
 		return migrate.CopyOptions{BatchSize: *batch, MaxRowsPerSecond: *rate, Jobs: *jobs, BacklogTarget: *backlog, LockTimeout: *lockTimeout}
@@ -193,8 +193,11 @@ func addCopyFlags(fs *flag.FlagSet, pool *poolSize) func() migrate.CopyOptions {
 
 func planFlags(fs *flag.FlagSet, env *environment, _ *poolSize) func(context.Context, *environment, *migrate.Migrator, *flag.FlagSet) (int, error) {
 	tf := addTableFlags(fs)
+	lockTimeout := fs.Duration("lock-timeout", migrate.DefaultLockTimeout, "the --lock-timeout the commands will be given; the steps shown carry it")
 	return func(ctx context.Context, env *environment, m *migrate.Migrator, fs *flag.FlagSet) (int, error) {
-		p, err := m.Plan(ctx, tf.request(env.cfg))
+		req := tf.request(env.cfg)
+		req.LockTimeout = *lockTimeout
+		p, err := m.Plan(ctx, req)
 		if err != nil {
 			return exitError, err
 		}
@@ -334,7 +337,7 @@ type swapFlagValues struct {
 
 func addSwapFlags(fs *flag.FlagSet, forward bool) swapFlagValues {
 	v := swapFlagValues{
-		lockTimeout: fs.Duration("lock-timeout", 2*time.Second, "lock_timeout of each attempt at the exclusive lock"),
+		lockTimeout: fs.Duration("lock-timeout", migrate.DefaultLockTimeout, "lock_timeout of each attempt at the exclusive lock"),
 		retries:     fs.Int("retries", 10, "attempts at the lock, with backoff"),
 		batch:       fs.Int("batch-size", 10000, "replay batch"),
 		fullCount:   fs.Bool("full-count-check", false, "count both tables in full under the lock (the lock then lasts as long as the counts)"),

@@ -54,6 +54,7 @@ func TestMigrateCommand(t *testing.T) {
 		{[]string{"migrate", "nosuch"}, exitError, `unknown migrate command "nosuch"`},
 		{[]string{"migrate", "status"}, exitOK, "no migrations"},
 		{[]string{"migrate", "plan", "--table", "session", "--partitions", "8"}, exitOK, "ALTER TABLE \"public\".\"n1_session\" RENAME TO \"session\""},
+		{[]string{"migrate", "plan", "--table", "session", "--partitions", "8", "--lock-timeout", "5s"}, exitOK, "== pgcapacity migrate drop-old\n-- after the rollback period\n\n1. drop the reverse capture, the retained original and the change log\n   -- one transaction, after the post-swap steps if they are still pending\nSET LOCAL lock_timeout = 5000;"},
 		{[]string{"migrate", "plan", "--table", "public.session", "--partitions", "2"}, exitFinding, "REFUSED"},
 		{[]string{"migrate", "plan", "--table", "tenant", "--partitions", "2"}, exitFinding, "is not partitioned"},
 		{[]string{"migrate", "start", "--table", "session", "--partitions", "8", "--reason", "r", "--requester", "alice", "--approver", "alice"}, exitError, "is the requester"},

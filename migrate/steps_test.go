@@ -1,0 +1,148 @@
+package migrate
+
+import (
+	"context"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// recorder is a pgx QueryTracer that keeps the text of every statement
+// sent, bound values left out.
+type recorder struct {
+	mu  sync.Mutex
+	sql []string
+}
+
+func (r *recorder) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	r.mu.Lock()
+	r.sql = append(r.sql, d.SQL)
+	r.mu.Unlock()
+	return ctx
+}
+
+func (r *recorder) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// take returns what was sent since the last take.
+func (r *recorder) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.sql
+	r.sql = nil
+	return out
+}
+
+// tracedPool opens a second pool like pool (NewPool's settings) whose
+// statements r records.
+func tracedPool(t *testing.T, pool *pgxpool.Pool, r *recorder) *pgxpool.Pool {
+	t.Helper()
+	cfg := pool.Config()
+	cfg.ConnConfig.Tracer = r
+	traced, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(traced.Close)
+	return traced
+}
+
+var (
+	// A statement that changes something, as opposed to a read.
+	changing = regexp.MustCompile(`(?is)^\s*(CREATE|ALTER|DROP|LOCK|SET|GRANT|REVOKE|COMMENT|TRUNCATE|INSERT|UPDATE|DELETE|VACUUM|ANALYZE)\b|pg_catalog\.(setval|set_config\('deadlock_timeout')`)
+	// The state store's own tables: what it writes is the store's business,
+	// not a step's.
+	stateTable = regexp.MustCompile(`pgcapacity\.(migration|migration_event|copy_progress|object_name)\b`)
+)
+
+// checkSent compares what a command sent with its steps in the plan: every
+// step that always runs was sent, in order (steps that repeat per batch at
+// least once), and every changing statement sent is one of the steps'.
+func checkSent(t *testing.T, c CommandSteps, sent []string) {
+	t.Helper()
+	if len(c.Steps) == 0 {
+		t.Fatalf("the plan lists no steps for %s", c.Command)
+	}
+	planned := map[string]bool{}
+	at := 0
+	for _, s := range c.Steps {
+		for _, sql := range s.Sent() {
+			planned[sql] = true
+			if s.When != "" {
+				continue
+			}
+			found := false
+			for ; at < len(sent); at++ {
+				if sent[at] == sql {
+					found = true
+					at++
+					break
+				}
+			}
+			if !found {
+				t.Errorf("%s: step %q: the plan's statement was not sent (in this order):\n%s", c.Command, s.Name, sql)
+				return
+			}
+		}
+	}
+	for _, sql := range sent {
+		if changing.MatchString(sql) && !stateTable.MatchString(sql) && !planned[sql] {
+			t.Errorf("%s sent a statement the plan does not list:\n%s", c.Command, sql)
+		}
+	}
+}
+
+func commandSteps(t *testing.T, p *Plan, command string) CommandSteps {
+	t.Helper()
+	for _, c := range p.Commands {
+		if c.Command == command {
+			return c
+		}
+	}
+	t.Fatalf("the plan has no steps for %s", command)
+	return CommandSteps{}
+}
+
+func planFor(t *testing.T, m *Migrator, table string, to int) *Plan {
+	t.Helper()
+	p, err := m.Plan(context.Background(), PlanRequest{Schema: "public", Table: table, Partitions: to, Thresholds: thresholds(), ForceDecreaseReason: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Refusals) > 0 {
+		t.Fatalf("plan refused: %s", strings.Join(p.Refusals, "; "))
+	}
+	return p
+}
+
+// The plan is what runs: on the reference schema, the statements each
+// command sends (recorded by a QueryTracer) are the steps `plan` printed
+// for it before the migration started.
+func TestPlanIsWhatRuns(t *testing.T) {
+	ctx := context.Background()
+	pool, _ := sigidDB(t, "referral", 16)
+	rec := &recorder{}
+	m := New(tracedPool(t, pool, rec), testLogger(t))
+
+	plan := planFor(t, m, "referral", 32)
+	id := startAndValidate(t, m, "public", "referral", 32)
+	if _, err := m.Swap(ctx, id, SwapOptions{NowReason: "test"}); err != nil {
+		t.Fatalf("swap: %v", err)
+	}
+	rec.take()
+	if err := m.DropOld(ctx, id, 0, CopyOptions{}); err != nil {
+		t.Fatalf("drop-old: %v", err)
+	}
+	checkSent(t, commandSteps(t, plan, "drop-old"), rec.take())
+
+	plan = planFor(t, m, "referral", 16)
+	id = startAndValidate(t, m, "public", "referral", 16)
+	rec.take()
+	if err := m.Abort(ctx, id, CopyOptions{}); err != nil {
+		t.Fatalf("abort: %v", err)
+	}
+	checkSent(t, commandSteps(t, plan, "abort"), rec.take())
+}
