@@ -20,6 +20,9 @@ import (
 
 // checkReport is what `check` prints; each part comes from one area.
 type checkReport struct {
+	// InRecovery: sampled on a standby (pg_is_in_recovery()), where no rule
+	// is judged: the alerts evaluate on primaries only (standbyNotJudged).
+	InRecovery bool             `json:"in_recovery"`
 	Capacity   playbook.Report  `json:"capacity"`
 	Latency    latencyReport    `json:"latency"`
 	Statements statementsReport `json:"statements"`
@@ -88,18 +91,44 @@ func sampleReport(ctx context.Context, cfg config.Config, pool *pgxpool.Pool) (c
 	if err != nil {
 		return checkReport{}, describeDBError(err)
 	}
-	return checkReport{Capacity: playbook.Evaluate(cfg.Thresholds, srv, tables, sizes), Latency: latency, Statements: stmts, AdminOps: adminOps}, nil
+	report := checkReport{InRecovery: srv.InRecovery, Capacity: playbook.Evaluate(cfg.Thresholds, srv, tables, sizes), Latency: latency, Statements: stmts, AdminOps: adminOps}
+	if srv.InRecovery {
+		standbyNotJudged(&report.Capacity)
+	}
+	return report, nil
+}
+
+// notJudgedOnStandby is the detail of every rule check samples on a standby.
+const notJudgedOnStandby = "not judged: standby (the alerts evaluate on the primary; run check there)"
+
+// standbyNotJudged turns a standby's verdicts into "not judged", as the
+// alerts do (they evaluate on primaries only, so an HA cluster raises each
+// once): a standby has no vacuum lag of its own (autovacuum runs on the
+// primary), its live rows are reltuples as of the primary's last VACUUM or
+// ANALYZE, and it records no analyze times for the parent statistics rule.
+func standbyNotJudged(r *playbook.Report) {
+	for i := range r.Findings {
+		r.Findings[i].Holds = false
+		r.Findings[i].Detail = notJudgedOnStandby
+	}
+	for i := range r.Tables {
+		r.Tables[i].ParentStatisticsStale = false
+	}
 }
 
 // writeParentStatistics prints one line per table whose parent autovacuum
 // never analyzes: missing statistics, or their age, and whether they are
 // stale by the alert's definition (playbook.ParentStatisticsStale).
-func writeParentStatistics(w io.Writer, maxAge config.Duration, tables []playbook.TableSummary) {
+func writeParentStatistics(w io.Writer, maxAge config.Duration, standby bool, tables []playbook.TableSummary) {
 	const fix = "run ANALYZE ONLY on 18+, ANALYZE before"
 	for _, t := range tables {
 		name := t.Schema + "." + t.Table
 		var state string
 		switch {
+		case standby && t.ParentStatisticsMissing:
+			state = "missing in the replicated catalog; not judged: standby (judge it on the primary)"
+		case standby:
+			state = "present in the replicated catalog; not judged: standby (a standby records no analyze times)"
 		case t.ParentStatisticsMissing && t.ParentStatisticsStale:
 			state = fmt.Sprintf("STALE: missing while its partitions have been analyzed (autovacuum never analyzes a partitioned parent; %s)", fix)
 		case t.ParentStatisticsMissing:
@@ -134,7 +163,12 @@ func describeDBError(err error) error {
 
 func writeReport(w io.Writer, cfg config.Config, r checkReport) {
 	c := r.Capacity
-	fmt.Fprintf(w, "Capacity of watched partitioned tables, sampled %s\n\n", c.SampledAt.Format(time.RFC3339))
+	fmt.Fprintf(w, "Capacity of watched partitioned tables, sampled %s\n", c.SampledAt.Format(time.RFC3339))
+	if r.InRecovery {
+		fmt.Fprintln(w, "This server is a standby (pg_is_in_recovery()): live rows are reltuples as of the primary's last\n"+
+			"VACUUM or ANALYZE, vacuum lag is not measured (autovacuum runs on the primary), and no rule is judged.")
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 2, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "TABLE\tSTRATEGY\tHOT\tPARTS\tLIVE ROWS\tAVG/PART\tMEDIAN\tMAX\tSKEW\tTENANT IDX\tLARGEST PART IDX\tVACUUM LAG\t")
 	for _, t := range c.Tables {
@@ -146,16 +180,19 @@ func writeReport(w io.Writer, cfg config.Config, r checkReport) {
 		if t.Hot {
 			hot = "yes"
 		}
+		lag := (time.Duration(t.VacuumLagSeconds) * time.Second).String()
+		if r.InRecovery {
+			lag = "-"
+		}
 		fmt.Fprintf(tw, "%s.%s\t%s\t%s\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t\n",
 			t.Schema, t.Table, t.Strategy, hot, t.Partitions, t.LiveRows, t.AvgLiveRows, t.MedianLiveRows, t.MaxLiveRows,
-			skew, units.Bytes(t.TenantIndexBytes), units.Bytes(t.TenantIndexMaxBytes),
-			(time.Duration(t.VacuumLagSeconds) * time.Second).String())
+			skew, units.Bytes(t.TenantIndexBytes), units.Bytes(t.TenantIndexMaxBytes), lag)
 	}
 	tw.Flush()
 	if len(c.Tables) == 0 {
 		fmt.Fprintln(w, "(no watched tables: set PGCAPACITY_TABLES, or create hash-partitioned tables)")
 	}
-	writeParentStatistics(w, cfg.ParentAnalyzeMaxAge, c.Tables)
+	writeParentStatistics(w, cfg.ParentAnalyzeMaxAge, r.InRecovery, c.Tables)
 	fmt.Fprintf(w, "\nshared_buffers %s; hot tenant-leading btree indexes %s", units.Bytes(c.SharedBuffersBytes), units.Bytes(c.HotTenantIndexBytes))
 	if c.SharedBuffersBytes > 0 {
 		fmt.Fprintf(w, " (%.0f%% of it)", 100*c.HotTenantIndexBytes/c.SharedBuffersBytes)
@@ -167,7 +204,10 @@ func writeReport(w io.Writer, cfg config.Config, r checkReport) {
 	fmt.Fprintf(w, "\nOperating rules right now (alerts fire only after %s):\n", cfg.RuleWindow)
 	for _, f := range c.Findings {
 		verdict := "ok   "
-		if f.Holds {
+		switch {
+		case r.InRecovery:
+			verdict = "n/a  "
+		case f.Holds:
 			verdict = "HOLDS"
 		}
 		where := "server"
@@ -176,7 +216,9 @@ func writeReport(w io.Writer, cfg config.Config, r checkReport) {
 		}
 		fmt.Fprintf(w, "  %s  %-34s %-36s %s\n", verdict, f.Rule, where, f.Detail)
 	}
-	if n := len(c.Holding()); n > 0 {
+	if r.InRecovery {
+		fmt.Fprintln(w, "\nNo rule is judged on a standby: run check against the primary.")
+	} else if n := len(c.Holding()); n > 0 {
 		fmt.Fprintf(w, "\n%d rule(s) hold now: see docs/runbooks.md and `pgcapacity migrate plan`.\n", n)
 	} else {
 		fmt.Fprintln(w, "\nNo rule holds now.")
