@@ -211,7 +211,13 @@ func (m *Migrator) buildPlan(ctx context.Context, tx pgx.Tx, t *Table, req PlanR
 		}
 	}
 	if len(p.Refusals) == 0 {
-		commands, err := planSteps(t, p, req.LockTimeout)
+		// The new table gets an owner only when the one running start is
+		// not the original's: the plan assumes it is the one planning.
+		var currentUser string
+		if err := tx.QueryRow(ctx, `SELECT current_user`).Scan(&currentUser); err != nil {
+			return nil, fmt.Errorf("reading the current user: %w", err)
+		}
+		commands, err := planSteps(t, p, currentUser, req.LockTimeout)
 		if err != nil {
 			return nil, err
 		}
@@ -375,13 +381,9 @@ func fmtShare(s *float64, note string) string {
 	return fmt.Sprintf("%.1f%%", *s*100)
 }
 
-func planSteps(t *Table, p *Plan, lockTimeout time.Duration) ([]CommandSteps, error) {
+func planSteps(t *Table, p *Plan, currentUser string, lockTimeout time.Duration) ([]CommandSteps, error) {
 	n := newNames(p.AssumedID, t, p.To)
-	create, err := createNewTableSQL(t, n, t.Owner)
-	if err != nil {
-		return nil, err
-	}
-	setup, err := captureSetupSQL(t, n)
+	start, err := startSteps(t, n, currentUser, lockTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -391,7 +393,6 @@ func planSteps(t *Table, p *Plan, lockTimeout time.Duration) ([]CommandSteps, er
 		newParts = append(newParts, qi(t.Schema, n.newPartitionLive(i)))
 	}
 	first := qi(t.Schema, t.Partitions[0].Name)
-	rp := replaySQL(t, n, t.Qualified(), n.newQualified())
 	in := planSwapInput(t, n, p.To)
 	swap, err := swapScript(in)
 	if err != nil {
@@ -399,17 +400,7 @@ func planSteps(t *Table, p *Plan, lockTimeout time.Duration) ([]CommandSteps, er
 	}
 	lockStmt := lockSQL(t, t.Qualified(), n.newQualified())
 	return []CommandSteps{
-		{Command: "start", Steps: []Step{
-			{Name: "record the migration", Note: "in the pgcapacity schema, with the reason, requester and approver; the same transaction creates the new table and installs capture",
-				SQL: []string{`INSERT INTO pgcapacity.migration (schema_name, table_name, original_oid, ..., reason, requester, approver) VALUES ($1, $2, $3, ...) RETURNING id`}},
-			{Name: "create the new partitioned table", SQL: create},
-			{Name: "install change capture on the original, before any row is copied", Note: "taking the trigger lock waits for in-flight writes, so every write after it is captured",
-				SQL: append(setup, installCaptureSQL(n, t.Qualified(), parts)...)},
-			{Name: "copy each original partition in block-range batches", Note: fmt.Sprintf("one short transaction per batch with its checkpoint; for each of the %d original partitions, up to the block count measured after capture began (rows written later arrive through capture); shown for %s", p.From, first),
-				SQL: copyPlanSQL(t, n, first), Repeat: true},
-			{Name: "replay captured changes until the backlog is small (also resume)", Note: "one REPEATABLE READ transaction per batch; each key is resynchronised from the live table's current row",
-				SQL: []string{rp.take, rp.remove, rp.upsert, "-- when another unique key collides (a value moved between rows), instead of the upsert, for the batch's keys and every key still in the log:", rp.resyncStale, rp.resyncAdd}, Repeat: true},
-		}},
+		{Command: "start", Note: "first the state store creates (or upgrades) the pgcapacity schema and records the migration; resume continues from the last checkpoint of the copy or the replay", Steps: start},
 		{Command: "validate", Steps: []Step{
 			{Name: "counts and checksums per new partition, constraints and indexes", Note: "in one snapshot; keys with changes still in the log are left out on both sides; shown for the first partitions",
 				SQL: []string{validateOriginalSQL(t, n, first), validateNewSQL(t, n, qi(t.Schema, n.newPartitionShadow(0)))}},
@@ -552,9 +543,4 @@ func (p *Plan) Print(w io.Writer) {
 			}
 		}
 	}
-}
-
-func copyPlanSQL(t *Table, n names, source string) []string {
-	plain, onConflict, count := copyBatchSQL(t, n, source)
-	return []string{plain, state.CheckpointSQL, "-- when a row updated during the copy reappears in a later block range, the batch instead runs:", onConflict, count}
 }

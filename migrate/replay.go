@@ -32,12 +32,12 @@ func replayBatchKeys(ctx context.Context, tx db, st replayStatements, limit int)
 	if _, err := tx.Exec(ctx, st.remove, keys); err != nil {
 		return 0, nil, fmt.Errorf("replaying changes (removing deleted rows): %w", err)
 	}
-	if _, err := tx.Exec(ctx, "SAVEPOINT pgcapacity_upsert"); err != nil {
+	if _, err := tx.Exec(ctx, upsertSavepoint); err != nil {
 		return 0, nil, err
 	}
 	_, err := tx.Exec(ctx, st.upsert, keys)
 	if err == nil {
-		_, err = tx.Exec(ctx, "RELEASE SAVEPOINT pgcapacity_upsert")
+		_, err = tx.Exec(ctx, upsertSavepointRelease)
 		return consumed, keys, err
 	}
 	if sqlState(err) != "23505" {
@@ -46,7 +46,7 @@ func replayBatchKeys(ctx context.Context, tx db, st replayStatements, limit int)
 	// Another unique key collided: a value moved to a key of this batch
 	// from a key whose change may lie in a later batch. Resynchronise this
 	// batch and every key still in the log (see replaySQL).
-	if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT pgcapacity_upsert"); err != nil {
+	if _, err := tx.Exec(ctx, upsertSavepointRollback); err != nil {
 		return 0, nil, err
 	}
 	if _, err := tx.Exec(ctx, st.resyncStale, keys); err != nil {

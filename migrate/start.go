@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -119,7 +120,7 @@ func (e *RefusedError) Error() string {
 }
 
 func (m *Migrator) setup(ctx context.Context, tx pgx.Tx, req StartRequest, plan *Plan, opts CopyOptions) (int64, error) {
-	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", opts.LockTimeout.Milliseconds())); err != nil {
+	if err := applySettings(ctx, tx, lockSettings(opts.LockTimeout)); err != nil {
 		return 0, err
 	}
 	// Re-read inside the transaction: the definition the DDL copies is the
@@ -149,22 +150,13 @@ func (m *Migrator) setup(ctx context.Context, tx pgx.Tx, req StartRequest, plan 
 	if err := tx.QueryRow(ctx, `SELECT current_user`).Scan(&currentUser); err != nil {
 		return 0, err
 	}
-	setup, err := captureSetupSQL(t, n)
+	steps, err := setupSteps(t, n, currentUser, opts.LockTimeout)
 	if err != nil {
 		return 0, err
 	}
-	create, err := createNewTableSQL(t, n, currentUser)
-	if err != nil {
-		return 0, err
-	}
-	var parts []string
-	for _, p := range t.Partitions {
-		parts = append(parts, qi(t.Schema, p.Name))
-	}
-	stmts := append(append(setup, create...), installCaptureSQL(n, t.Qualified(), parts)...)
-	for _, s := range stmts {
-		if _, err := tx.Exec(ctx, s); err != nil {
-			return 0, fmt.Errorf("preparing migration %d: %w\nstatement: %s", id, err, s)
+	for _, s := range steps {
+		if err := runStatements(ctx, tx, s); err != nil {
+			return 0, fmt.Errorf("preparing migration %d: %w", id, err)
 		}
 	}
 	nt, err := ReadTable(ctx, tx, n.schema, n.newTable)
@@ -302,6 +294,12 @@ func (m *Migrator) copy(ctx context.Context, mig *Migration, opts CopyOptions) e
 	if err != nil {
 		return err
 	}
+	// In the order of the table's partitions, as the plan lists them.
+	order := map[uint32]int{}
+	for i, p := range t.Partitions {
+		order[p.OID] = i
+	}
+	sort.SliceStable(parts, func(i, j int) bool { return order[parts[i].SourceOID] < order[parts[j].SourceOID] })
 	var totalBlocks, doneBlocks, copied atomic.Int64
 	for _, p := range parts {
 		totalBlocks.Add(p.TotalBlocks)
@@ -388,8 +386,8 @@ feed:
 	// The copy left every page without visibility bits and the table
 	// without statistics: vacuum it now, outside any lock, so that reads
 	// (and the swap's count check) need not.
-	if _, err := m.pool.Exec(ctx, "VACUUM (ANALYZE) "+n.newQualified()); err != nil {
-		return fmt.Errorf("vacuuming the new table: %w", err)
+	if err := runStatements(ctx, m.pool, vacuumNewStep(n)); err != nil {
+		return err
 	}
 	m.logger.Info("copy finished", "id", mig.ID, "rows", copied.Load(), "elapsed", time.Since(started).Round(time.Millisecond))
 	return nil
@@ -408,7 +406,8 @@ func (m *Migrator) copyPartition(ctx context.Context, id int64, t *Table, n name
 	if err != nil {
 		return err
 	}
-	plain, onConflict, count := copyBatchSQL(t, n, source)
+	steps := copySteps(t, n, source)
+	plain, onConflict, count := steps[0].SQL[0], steps[1].SQL[0], steps[1].SQL[1]
 	next := p.NextBlock
 	for next < p.TotalBlocks {
 		if ctx.Err() != nil {

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/sigid/pgcapacity/migrate/state"
 )
 
 // Step is one step of a command: the statements it sends, in order, and
@@ -62,7 +62,7 @@ func lockSettings(lockTimeout time.Duration) []string {
 // applySettings sends a step's settings (built by the function that builds
 // the step, with the same options), first in its transaction: the
 // statements are built from reads made under them.
-func applySettings(ctx context.Context, tx pgx.Tx, settings []string) error {
+func applySettings(ctx context.Context, tx db, settings []string) error {
 	for _, sql := range settings {
 		if _, err := tx.Exec(ctx, sql); err != nil {
 			return fmt.Errorf("%s: %w", sql, err)
@@ -72,7 +72,7 @@ func applySettings(ctx context.Context, tx pgx.Tx, settings []string) error {
 }
 
 // runStatements sends a step's statements, after its settings.
-func runStatements(ctx context.Context, tx pgx.Tx, s Step) error {
+func runStatements(ctx context.Context, tx db, s Step) error {
 	sent := s.Sent()[len(s.Settings):]
 	for _, sql := range sent {
 		if _, err := tx.Exec(ctx, sql); err != nil {
@@ -128,4 +128,79 @@ func qualifiedPartitions(t *Table) []string {
 		parts = append(parts, qi(t.Schema, p.Name))
 	}
 	return parts
+}
+
+// Savepoint of the replay's upsert: a collision rolls back to it and
+// resynchronises instead.
+const (
+	upsertSavepoint         = "SAVEPOINT pgcapacity_upsert"
+	upsertSavepointRelease  = "RELEASE SAVEPOINT pgcapacity_upsert"
+	upsertSavepointRollback = "ROLLBACK TO SAVEPOINT pgcapacity_upsert"
+)
+
+// setupSteps is what start runs in the transaction that records the
+// migration (the store writes the record): the change log and capture
+// functions, the new table, then capture on the original, before any row
+// is copied. currentUser decides whether the new table needs an owner.
+func setupSteps(t *Table, n names, currentUser string, lockTimeout time.Duration) ([]Step, error) {
+	setup, err := captureSetupSQL(t, n)
+	if err != nil {
+		return nil, err
+	}
+	create, err := createNewTableSQL(t, n, currentUser)
+	if err != nil {
+		return nil, err
+	}
+	return []Step{
+		{Name: "create the change log and the capture functions", Note: "in the transaction that records the migration, with the reason, requester and approver",
+			Settings: lockSettings(lockTimeout), SQL: setup},
+		{Name: "create the new partitioned table", SQL: create},
+		{Name: "install change capture on the original, before any row is copied", Note: "taking the trigger lock waits for in-flight writes, so every write after it is captured",
+			SQL: installCaptureSQL(n, t.Qualified(), qualifiedPartitions(t))},
+	}, nil
+}
+
+// copySteps is the batch start (or resume) runs for one original
+// partition, once per block range ($1, $2), each batch and its checkpoint
+// in one short transaction; the second step replaces the first when a row
+// updated during the copy reappears in a later block range.
+func copySteps(t *Table, n names, source string) []Step {
+	plain, onConflict, count := copyBatchSQL(t, n, source)
+	return []Step{
+		{Name: "copy " + source + " in block-range batches", Repeat: true, SQL: []string{plain, state.CheckpointSQL}},
+		{Name: "copy the batch skipping rows already copied", When: "when a row updated during the copy reappears in a later block range", SQL: []string{onConflict, count, state.CheckpointSQL}},
+	}
+}
+
+// vacuumNewStep follows the copy: it leaves every page without visibility
+// bits and the table without statistics, so vacuum now, outside any lock.
+func vacuumNewStep(n names) Step {
+	return Step{Name: "vacuum and analyze the new table", SQL: []string{"VACUUM (ANALYZE) " + n.newQualified()}}
+}
+
+// replaySteps is one replay batch, in a REPEATABLE READ transaction (or
+// under the swap's lock): take the oldest changes from the log and
+// resynchronise their keys from the live table's current rows.
+func replaySteps(st replayStatements) []Step {
+	return []Step{
+		{Name: "take a batch of captured changes from the log", Repeat: true, Note: "one REPEATABLE READ transaction per batch, until the backlog is small",
+			SQL: []string{st.take}},
+		{Name: "resynchronise the batch's keys from the live table's current rows", When: "when the batch took changes",
+			SQL: []string{st.remove, upsertSavepoint, st.upsert, upsertSavepointRelease}},
+		{Name: "resynchronise the batch and every key still in the log", When: "when another unique key collides (a value moved between rows), instead of the upsert",
+			SQL: []string{upsertSavepointRollback, st.resyncStale, st.resyncAdd}},
+	}
+}
+
+// startSteps is everything start runs, in order, for the plan.
+func startSteps(t *Table, n names, currentUser string, lockTimeout time.Duration) ([]Step, error) {
+	steps, err := setupSteps(t, n, currentUser, lockTimeout)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range qualifiedPartitions(t) {
+		steps = append(steps, copySteps(t, n, p)...)
+	}
+	steps = append(steps, vacuumNewStep(n))
+	return append(steps, replaySteps(replaySQL(t, n, t.Qualified(), n.newQualified()))...), nil
 }

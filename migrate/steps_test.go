@@ -55,7 +55,7 @@ var (
 	changing = regexp.MustCompile(`(?is)^\s*(CREATE|ALTER|DROP|LOCK|SET|GRANT|REVOKE|COMMENT|TRUNCATE|INSERT|UPDATE|DELETE|VACUUM|ANALYZE)\b|pg_catalog\.(setval|set_config\('deadlock_timeout')`)
 	// The state store's own tables: what it writes is the store's business,
 	// not a step's.
-	stateTable = regexp.MustCompile(`pgcapacity\.(migration|migration_event|copy_progress|object_name)\b`)
+	stateTable = regexp.MustCompile(`pgcapacity\.(migration|migration_event|copy_progress|object_name|schema_version)\b|SCHEMA IF NOT EXISTS pgcapacity\b`)
 )
 
 // checkSent compares what a command sent with its steps in the plan: every
@@ -128,7 +128,18 @@ func TestPlanIsWhatRuns(t *testing.T) {
 	m := New(tracedPool(t, pool, rec), testLogger(t))
 
 	plan := planFor(t, m, "referral", 32)
-	id := startAndValidate(t, m, "public", "referral", 32)
+	rec.take()
+	id, err := m.Start(ctx, StartRequest{
+		PlanRequest: PlanRequest{Schema: "public", Table: "referral", Partitions: 32, Thresholds: thresholds()},
+		Reason:      "test", Requester: "alice", Approver: "bob", Copy: CopyOptions{BatchSize: 200},
+	})
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	checkSent(t, commandSteps(t, plan, "start"), rec.take())
+	if v, err := m.Validate(ctx, id, CopyOptions{}); err != nil || !v.OK {
+		t.Fatalf("validate: %+v %v", v, err)
+	}
 	if _, err := m.Swap(ctx, id, SwapOptions{NowReason: "test"}); err != nil {
 		t.Fatalf("swap: %v", err)
 	}
