@@ -57,7 +57,9 @@ type Plan struct {
 	Commands []CommandSteps
 }
 
-// DecreaseCheck is the evaluation of the rule that allows a decrease.
+// DecreaseCheck is the evaluation of what allows a decrease: the
+// playbook's rule 4 (vacuum lag) or rule 6 (planning time, here from
+// pg_stat_statements) holding now, and the merged tenant indexes fitting.
 type DecreaseCheck struct {
 	PlanningShare      *float64 // share of planning in total time of statements on the table; nil: no data
 	PlanningShareLimit float64
