@@ -24,9 +24,12 @@ func newDesc(name, help string, labels []string) *prometheus.Desc {
 
 // Descriptors are immutable; one set serves every collector instance.
 var (
-	descSharedBuffers   = newDesc("shared_buffers_bytes", "The server's shared_buffers in bytes.", nil)
-	descFreezeMaxAge    = newDesc("autovacuum_freeze_max_age", "The server's autovacuum_freeze_max_age.", nil)
-	descInRecovery      = newDesc("in_recovery", "1 on a standby (pg_is_in_recovery()): live rows come from reltuples, vacuum and analyze lag are not published.", nil)
+	descSharedBuffers = newDesc("shared_buffers_bytes", "The server's shared_buffers in bytes.", nil)
+	descFreezeMaxAge  = newDesc("autovacuum_freeze_max_age", "The server's autovacuum_freeze_max_age.", nil)
+	descInRecovery    = newDesc("in_recovery", "1 on a standby (pg_is_in_recovery()): live rows come from reltuples, vacuum and analyze lag are not published.", nil)
+	// The role as a label, so dashboards can select primaries or standbys
+	// with a label matcher (a Grafana variable) rather than a comparison.
+	descServerRole      = newDesc("server_role_info", "The server's role, primary or standby (pg_is_in_recovery()); value 1.", []string{"role"})
 	descTableInfo       = newDesc("table_info", "A watched partitioned table; value 1.", []string{"schema", "table", "strategy", "partition_key", "hot"})
 	descTablePartitions = newDesc("table_partitions", "Leaf partitions of the table.", tableLabels)
 	descTableLiveRows   = newDesc("table_live_rows", "Live rows of the table, all partitions.", tableLabels)
@@ -72,6 +75,11 @@ func (s *Stats) metrics(srv Server, tables []Table) []prometheus.Metric {
 	out.add(descSharedBuffers, srv.SharedBuffersBytes)
 	out.add(descFreezeMaxAge, srv.FreezeMaxAge)
 	out.add(descInRecovery, boolFloat(srv.InRecovery))
+	role := "primary"
+	if srv.InRecovery {
+		role = "standby"
+	}
+	out.add(descServerRole, 1, role)
 	partitions := 0
 	for _, t := range tables {
 		partitions += len(t.Partitions)

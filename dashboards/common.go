@@ -26,6 +26,7 @@ const (
 	inSchemas  = `schema=~"$schema"`
 	inTables   = `table=~"$table"`
 	inChecks   = `check=~"$check"`
+	inRole     = `role=~"$role"`
 )
 
 // byTarget joins series of the same exporter: one pgcapacity process
@@ -100,6 +101,41 @@ func withTargetVariables(b *dashboard.DashboardBuilder) *dashboard.DashboardBuil
 		WithVariable(multiVariable("job", "Job", `label_values(pgcapacity_up{`+inCluster+`}, job)`)).
 		WithVariable(multiVariable("instance", "Instance", `label_values(pgcapacity_up{`+inCluster+`, `+inJob+`}, instance)`))
 }
+
+// Server roles, the values of pgcapacity_server_role_info's role label.
+const (
+	rolePrimary = "primary"
+	roleStandby = "standby"
+)
+
+// roleVariable picks primaries, standbys or both. It starts on the primary:
+// a standby replays the primary's data, so with every pod of an HA cluster
+// shown each table would appear once per pod. Panels honour it through
+// onRole.
+func roleVariable() *dashboard.CustomVariableBuilder {
+	option := func(v string, selected bool) dashboard.VariableOption {
+		return dashboard.VariableOption{Selected: ptr(selected), Text: dashboard.StringOrArrayOfString{String: ptr(v)}, Value: dashboard.StringOrArrayOfString{String: ptr(v)}}
+	}
+	return dashboard.NewCustomVariableBuilder("role").
+		Label("Role").
+		Description("Primary (the default), standby, or both: which servers of an HA cluster the panels show.").
+		Values(dashboard.StringOrMap{String: ptr(rolePrimary + "," + roleStandby)}).
+		Options([]dashboard.VariableOption{option(rolePrimary, true), option(roleStandby, false)}).
+		Current(option(rolePrimary, true)).
+		Multi(true).
+		IncludeAll(true).
+		AllValue(".+")
+}
+
+// onRole keeps expr's series of the exporters whose server has a role the
+// $role variable selects (pgcapacity_server_role_info). expr must be an
+// instant vector keeping the cluster, job and instance labels.
+func onRole(expr string) string {
+	return "(" + expr + " and on (" + byTarget + ") " + sel("pgcapacity_server_role_info", inRole) + ")"
+}
+
+// selRole is sel narrowed to the selected roles (onRole).
+func selRole(metric string, extra ...string) string { return onRole(sel(metric, extra...)) }
 
 // schemaVariable and tableVariable pick watched tables from table_info.
 func schemaVariable() *dashboard.QueryVariableBuilder {
@@ -330,7 +366,7 @@ const keptVariables = "${__url_time_range}&${datasource:queryparam}&${cluster:qu
 
 // detailURL opens the table detail dashboard on the current $table (one
 // value: the overview repeats its rows per table).
-const detailURL = "/d/" + UIDTable + "/?" + keptVariables + "&${schema:queryparam}&var-table=${table}"
+const detailURL = "/d/" + UIDTable + "/?" + keptVariables + "&${role:queryparam}&${schema:queryparam}&var-table=${table}"
 
 // runbook links a rule's section of the runbook.
 func runbook(opts Options, alert string) cog.Builder[dashboard.DashboardLink] {

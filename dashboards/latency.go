@@ -38,6 +38,7 @@ func latency(opts Options) *dashboard.DashboardBuilder {
 	b := newDashboard(UIDLatency, "pgcapacity / Tenant query latency",
 		"Latency of the tenant-scoped probe queries pgcapacity runs against each hot table (p50, p95, p99 by phase), compared with the same time last week, and pg_stat_statements planning and execution time per table.",
 		"now-24h").
+		WithVariable(roleVariable()).
 		WithVariable(schemaVariable()).
 		WithVariable(tableVariable())
 
@@ -45,8 +46,8 @@ func latency(opts Options) *dashboard.DashboardBuilder {
 		WithPanel(newTimeseries(2, "p95 latency against the same time last week",
 			"p95 of the whole probe (planning and execution) per table, solid, and the same series one week earlier, grey dashed. A solid line steadily above its dashed twin is a regression.",
 			units.Seconds).
-			WithTarget(series("A", phase(recP95, "total"), "{{schema}}.{{table}}")).
-			WithTarget(series("B", phase(recP95, "total")+" offset 1w", "{{schema}}.{{table}} last week")).
+			WithTarget(series("A", onRole(phase(recP95, "total")), "{{schema}}.{{table}}")).
+			WithTarget(series("B", onRole(phase(recP95, "total")+" offset 1w"), "{{schema}}.{{table}} last week")).
 			OverrideByQuery("B", greyLine()).
 			Span(12).Height(9)).
 		WithPanel(newTimeseries(3, "p95 change against last week",
@@ -67,59 +68,59 @@ func latency(opts Options) *dashboard.DashboardBuilder {
 		b.WithPanel(newTimeseries(uint32(11+i), ph.title+" latency: p50, p95, p99",
 			fmt.Sprintf("Probe latency per table, %s: p50 is the typical query, p99 the slow tail.", ph.what),
 			units.Seconds).
-			WithTarget(series("A", phase(recP50, ph.phase), "{{schema}}.{{table}} p50")).
-			WithTarget(series("B", phase(recP95, ph.phase), "{{schema}}.{{table}} p95")).
-			WithTarget(series("C", phase(recP99, ph.phase), "{{schema}}.{{table}} p99")).
+			WithTarget(series("A", onRole(phase(recP50, ph.phase)), "{{schema}}.{{table}} p50")).
+			WithTarget(series("B", onRole(phase(recP95, ph.phase)), "{{schema}}.{{table}} p95")).
+			WithTarget(series("C", onRole(phase(recP99, ph.phase)), "{{schema}}.{{table}} p99")).
 			Span(8).Height(8))
 	}
 	b.WithPanel(newTimeseries(14, "Planning share of p95",
 		fmt.Sprintf("Planning time as a share of p95 probe latency per table. Above the red dashed line (%s) planning is a measurable part of the cost: rule 6, a reason to consider fewer partitions.", percent(t.PlanningShare)),
 		units.PercentUnit).
-		WithTarget(series("A", sel(recPlanningShare, tables...), "{{schema}}.{{table}}")).
+		WithTarget(series("A", onRole(sel(recPlanningShare, tables...)), "{{schema}}.{{table}}")).
 		Thresholds(redAt(t.PlanningShare)).
 		ThresholdsStyle(dashedLine()).
 		Span(12).Height(8)).
 		WithPanel(newTimeseries(15, "Probe errors",
 			"Failed probe runs per second per table (timeouts, lock waits, missing tables). Latency panels are blind while this is above zero.",
 			units.CountsPerSecond).
-			WithTarget(series("A", "sum "+byTableSeries+" ("+rateOf(sel(probeErrors, tables...))+")", "{{schema}}.{{table}}")).
+			WithTarget(series("A", onRole("sum "+byTableSeries+" ("+rateOf(sel(probeErrors, tables...))+")"), "{{schema}}.{{table}}")).
 			Span(12).Height(8))
 
 	b.WithRow(dashboard.NewRowBuilder("pg_stat_statements per table").Id(20)).
 		WithPanel(newTimeseries(21, "Execution time per call",
 			fmt.Sprintf("Mean execution time of the statements touching each table, from pg_stat_statements, over %s: real application traffic, not the probe. 0 while the table has no calls.", window),
 			units.Seconds).
-			WithTarget(series("A", perOrZero(stmt(stmtExecTime), stmt(stmtCalls)), "{{schema}}.{{table}}")).
+			WithTarget(series("A", onRole(perOrZero(stmt(stmtExecTime), stmt(stmtCalls))), "{{schema}}.{{table}}")).
 			Span(8).Height(8)).
 		WithPanel(newTimeseries(22, "Planning time per call",
 			"Mean planning time of the statements touching each table (pg_stat_statements.track_planning must be on). It grows with the number of partitions a plan has to consider.",
 			units.Seconds).
-			WithTarget(series("A", perOrZero(stmt(stmtPlanTime), stmt(stmtCalls)), "{{schema}}.{{table}}")).
+			WithTarget(series("A", onRole(perOrZero(stmt(stmtPlanTime), stmt(stmtCalls))), "{{schema}}.{{table}}")).
 			Span(8).Height(8)).
 		WithPanel(newTimeseries(23, "Planning share of statement time",
 			fmt.Sprintf("Planning / (planning + execution) of the statements touching each table. The red dashed line is rule 6's share (%s).", percent(t.PlanningShare)),
 			units.PercentUnit).
-			WithTarget(series("A", perOrZero(stmt(stmtPlanTime), "("+stmt(stmtPlanTime)+" + "+stmt(stmtExecTime)+")"), "{{schema}}.{{table}}")).
+			WithTarget(series("A", onRole(perOrZero(stmt(stmtPlanTime), "("+stmt(stmtPlanTime)+" + "+stmt(stmtExecTime)+")")), "{{schema}}.{{table}}")).
 			Thresholds(redAt(t.PlanningShare)).
 			ThresholdsStyle(dashedLine()).
 			Span(8).Height(8)).
 		WithPanel(newStat(26, "pg_stat_statements",
 			"Whether pg_stat_statements is loaded (shared_preload_libraries) and installed in the watched database. Without it the panels of this row stay empty; planning time also needs pg_stat_statements.track_planning = on.",
 			units.NoUnit).
-			WithTarget(latest("A", sel("pgcapacity_statements_available"), "{{instance}}")).
+			WithTarget(latest("A", onRole(sel("pgcapacity_statements_available")), "{{instance}}")).
 			Thresholds(greenAt(1)).
 			Mappings(availableMappings()).
 			Span(4).Height(8)).
 		WithPanel(newTimeseries(24, "Calls per second",
 			fmt.Sprintf("Statements per second touching each table, over %s: read latency changes against the load.", window),
 			units.OpsPerSecond).
-			WithTarget(series("A", stmt(stmtCalls), "{{schema}}.{{table}}")).
+			WithTarget(series("A", onRole(stmt(stmtCalls)), "{{schema}}.{{table}}")).
 			Span(10).Height(8)).
 		WithPanel(newTimeseries(25, "Time spent per second",
 			fmt.Sprintf("Seconds of planning and execution per second of wall time, per table, over %s: how many backends the table's statements keep busy on average (1 = one backend all the time).", window),
 			unitSecondsPerSecond).
-			WithTarget(series("A", stmt(stmtExecTime), "{{schema}}.{{table}} execution")).
-			WithTarget(series("B", stmt(stmtPlanTime), "{{schema}}.{{table}} planning")).
+			WithTarget(series("A", onRole(stmt(stmtExecTime)), "{{schema}}.{{table}} execution")).
+			WithTarget(series("B", onRole(stmt(stmtPlanTime)), "{{schema}}.{{table}} planning")).
 			Span(10).Height(8))
 	return b
 }

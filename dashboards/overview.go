@@ -30,6 +30,7 @@ func overview(opts Options) *dashboard.DashboardBuilder {
 	b := newDashboard(UIDOverview, "pgcapacity / Partition capacity overview",
 		"Whether any watched hash-partitioned table needs a different partition count: the six operating rules per table, green or red against their thresholds. A rule must hold for a full business week before its alert fires.",
 		"now-7d").
+		WithVariable(roleVariable()).
 		WithVariable(schemaVariable()).
 		WithVariable(tableVariable())
 
@@ -52,19 +53,19 @@ func overview(opts Options) *dashboard.DashboardBuilder {
 		WithPanel(newStat(3, "Hot tenant indexes / shared_buffers",
 			fmt.Sprintf("Rule 3: all tenant-leading btree indexes of hot tables together, as a share of shared_buffers. Red from %s: they no longer fit in memory and tenant lookups start reading from disk.", percent(t.TenantIndexBufferRatio)),
 			units.PercentUnit).
-			WithTarget(latest("A", sel("pgcapacity_hot_tenant_index_bytes")+" / on ("+byTarget+") "+sel("pgcapacity_shared_buffers_bytes"), "{{instance}}")).
+			WithTarget(latest("A", onRole(sel("pgcapacity_hot_tenant_index_bytes")+" / on ("+byTarget+") "+sel("pgcapacity_shared_buffers_bytes")), "{{instance}}")).
 			Thresholds(redAt(t.TenantIndexBufferRatio)).
 			Links([]cog.Builder[dashboard.DashboardLink]{runbook(opts, playbook.RuleTenantIndexes)}).
 			Span(4).Height(6)).
 		WithPanel(newTimeseries(4, "Hot tenant index bytes against shared_buffers",
 			fmt.Sprintf("Rule 3 over time: the hot tables' tenant-leading btree indexes (solid) against shared_buffers × %g (red dashed line). The rule holds while the solid line is above the dashed one.", t.TenantIndexBufferRatio),
 			units.BytesIEC).
-			WithTarget(series("A", sel("pgcapacity_hot_tenant_index_bytes"), "hot tenant indexes {{instance}}")).
-			WithTarget(series("B", fmt.Sprintf("%s * %g", sel("pgcapacity_shared_buffers_bytes"), t.TenantIndexBufferRatio), fmt.Sprintf("shared_buffers × %g {{instance}}", t.TenantIndexBufferRatio))).
+			WithTarget(series("A", selRole("pgcapacity_hot_tenant_index_bytes"), "hot tenant indexes {{instance}}")).
+			WithTarget(series("B", fmt.Sprintf("%s * %g", selRole("pgcapacity_shared_buffers_bytes"), t.TenantIndexBufferRatio), fmt.Sprintf("shared_buffers × %g {{instance}}", t.TenantIndexBufferRatio))).
 			OverrideByQuery("B", referenceLine()).
 			Span(13).Height(6)).
 		WithPanel(newStat(6, "Server role",
-			"Primary or standby (pg_is_in_recovery()). On a standby live rows come from the replicated reltuples, vacuum and analyze lag are not published, and the rules evaluate on primaries only.",
+			"Primary or standby (pg_is_in_recovery()) of every instance, whatever the Role variable. On a standby live rows come from the replicated reltuples, vacuum and analyze lag are not published, and the rules evaluate on primaries only; the other panels show the roles the Role variable selects (primary by default).",
 			units.NoUnit).
 			WithTarget(latest("A", sel("pgcapacity_in_recovery"), "{{instance}}")).
 			Thresholds(neutral()).
@@ -81,28 +82,28 @@ func overview(opts Options) *dashboard.DashboardBuilder {
 	b.WithRow(dashboard.NewRowBuilder("Table $table").Id(10).Repeat("table")).
 		WithPanel(ruleStat(opts, 11, playbook.LiveRows, "avg live rows / partition",
 			fmt.Sprintf("Average live rows per hash partition. Red above %s: the table needs more partitions.", count(t.LiveRowsPerPartition)),
-			units.Short, sel("pgcapacity_table_partition_live_rows_avg", table...), t.LiveRowsPerPartition)).
+			units.Short, selRole("pgcapacity_table_partition_live_rows_avg", table...), t.LiveRowsPerPartition)).
 		WithPanel(ruleStat(opts, 12, playbook.Skew, "skew (max / median)",
 			fmt.Sprintf("Live rows of the largest partition divided by the median partition's. Red above %g×: one partition carries far more than its share, usually a few very large tenants.", t.SkewRatio),
-			unitTimes, sel("pgcapacity_table_partition_skew_ratio", table...), t.SkewRatio)).
+			unitTimes, selRole("pgcapacity_table_partition_skew_ratio", table...), t.SkewRatio)).
 		WithPanel(ruleStat(opts, 13, playbook.TenantIndexes, "tenant indexes / shared_buffers",
 			fmt.Sprintf("This table's tenant-leading btree indexes as a share of shared_buffers. Red at %s: this table alone no longer fits; the rule itself adds up every hot table (Server row).", percent(t.TenantIndexBufferRatio)),
-			units.PercentUnit, sel("pgcapacity_table_tenant_index_bytes", table...)+" / on ("+byTarget+") group_left "+sel("pgcapacity_shared_buffers_bytes"), t.TenantIndexBufferRatio)).
+			units.PercentUnit, onRole(sel("pgcapacity_table_tenant_index_bytes", table...)+" / on ("+byTarget+") group_left "+sel("pgcapacity_shared_buffers_bytes")), t.TenantIndexBufferRatio)).
 		WithPanel(ruleStat(opts, 14, playbook.VacuumLag, "worst vacuum lag",
 			fmt.Sprintf("How long the worst partition's dead rows have stood above its autovacuum trigger without a vacuum. Red above the write retention target (%s).", t.WriteRetentionTarget),
-			units.Seconds, sel("pgcapacity_table_vacuum_lag_seconds", table...), retention)).
+			units.Seconds, selRole("pgcapacity_table_vacuum_lag_seconds", table...), retention)).
 		WithPanel(ruleStat(opts, 15, playbook.LatencyRegression, "p95 against last week",
 			fmt.Sprintf("p95 of the tenant-scoped probe (all phases) against the same time last week. Red above +%s. The alert compares against a baseline from before the regression began; this is the quick look. n/a: the table has no probe, or no probe data from a week ago.", percent(t.LatencyRegression)),
 			units.PercentUnit, regressionExpr(table), t.LatencyRegression).
 			NoValue("n/a")).
 		WithPanel(ruleStat(opts, 16, playbook.PlanningTime, "planning share of p95",
 			fmt.Sprintf("Planning time as a share of p95 probe latency. Red above %s: partition pruning at plan time is a measurable cost, a reason to merge partitions.", percent(t.PlanningShare)),
-			units.PercentUnit, sel(recPlanningShare, table...), t.PlanningShare).
+			units.PercentUnit, selRole(recPlanningShare, table...), t.PlanningShare).
 			NoValue("no probe")).
 		WithPanel(newStat(17, "Partitions",
 			"Hash partitions of the table now.",
 			units.Short).
-			WithTarget(latest("A", sel("pgcapacity_table_partitions", table...), "{{schema}}.{{table}}")).
+			WithTarget(latest("A", selRole("pgcapacity_table_partitions", table...), "{{schema}}.{{table}}")).
 			Thresholds(neutral()).
 			ColorMode(common.BigValueColorModeValue).
 			GraphMode(common.BigValueGraphModeArea).
@@ -111,32 +112,32 @@ func overview(opts Options) *dashboard.DashboardBuilder {
 		WithPanel(newTimeseries(18, "Live rows per partition",
 			fmt.Sprintf("Average, median and largest partition's live rows. The red dashed line is rule 1's limit for the average (%s); max far above median is skew.", count(t.LiveRowsPerPartition)),
 			units.Short).
-			WithTarget(series("A", sel("pgcapacity_table_partition_live_rows_avg", table...), "avg")).
-			WithTarget(series("B", sel("pgcapacity_table_partition_live_rows_median", table...), "median")).
-			WithTarget(series("C", sel("pgcapacity_table_partition_live_rows_max", table...), "max")).
+			WithTarget(series("A", selRole("pgcapacity_table_partition_live_rows_avg", table...), "avg")).
+			WithTarget(series("B", selRole("pgcapacity_table_partition_live_rows_median", table...), "median")).
+			WithTarget(series("C", selRole("pgcapacity_table_partition_live_rows_max", table...), "max")).
 			Thresholds(redAt(t.LiveRowsPerPartition)).
 			ThresholdsStyle(dashedLine()).
 			Span(5).Height(8)).
 		WithPanel(newTimeseries(19, "Skew ratio",
 			fmt.Sprintf("Largest partition / median partition over time; rule 2's limit (%g×) is the red dashed line.", t.SkewRatio),
 			unitTimes).
-			WithTarget(series("A", sel("pgcapacity_table_partition_skew_ratio", table...), "{{schema}}.{{table}}")).
+			WithTarget(series("A", selRole("pgcapacity_table_partition_skew_ratio", table...), "{{schema}}.{{table}}")).
 			Thresholds(redAt(t.SkewRatio)).
 			ThresholdsStyle(dashedLine()).
 			Span(5).Height(8)).
 		WithPanel(newTimeseries(20, "Worst vacuum lag against the retention target",
 			fmt.Sprintf("Vacuum lag of the worst partition; rule 4's write retention target (%s) is the red dashed line. A saw-tooth under the line is autovacuum keeping up.", t.WriteRetentionTarget),
 			units.Seconds).
-			WithTarget(series("A", sel("pgcapacity_table_vacuum_lag_seconds", table...), "{{schema}}.{{table}}")).
+			WithTarget(series("A", selRole("pgcapacity_table_vacuum_lag_seconds", table...), "{{schema}}.{{table}}")).
 			Thresholds(redAt(retention)).
 			ThresholdsStyle(dashedLine()).
 			Span(5).Height(8)).
 		WithPanel(newTimeseries(21, "Tenant indexes against shared_buffers",
 			fmt.Sprintf("This table's tenant-leading btree indexes (all partitions, and the largest partition's) against shared_buffers × %g (red dashed line). Rule 3 adds up every hot table: see the Server row.", t.TenantIndexBufferRatio),
 			units.BytesIEC).
-			WithTarget(series("A", sel("pgcapacity_table_tenant_index_bytes", table...), "all partitions")).
-			WithTarget(series("B", sel("pgcapacity_table_tenant_index_partition_max_bytes", table...), "largest partition")).
-			WithTarget(series("C", fmt.Sprintf("%s * %g", sel("pgcapacity_shared_buffers_bytes"), t.TenantIndexBufferRatio), fmt.Sprintf("shared_buffers × %g", t.TenantIndexBufferRatio))).
+			WithTarget(series("A", selRole("pgcapacity_table_tenant_index_bytes", table...), "all partitions")).
+			WithTarget(series("B", selRole("pgcapacity_table_tenant_index_partition_max_bytes", table...), "largest partition")).
+			WithTarget(series("C", fmt.Sprintf("%s * %g", selRole("pgcapacity_shared_buffers_bytes"), t.TenantIndexBufferRatio), fmt.Sprintf("shared_buffers × %g", t.TenantIndexBufferRatio))).
 			OverrideByQuery("C", referenceLine()).
 			Span(5).Height(8))
 	return b
@@ -161,7 +162,7 @@ func ruleStat(opts Options, id uint32, rule playbook.ID, title, description, uni
 // earlier, minus one: +0.25 is 25 percent slower.
 func regressionExpr(table []string) string {
 	p95 := sel(recP95, append(table, `phase="total"`)...)
-	return p95 + " / " + p95 + " offset 1w - 1"
+	return onRole(p95 + " / " + p95 + " offset 1w - 1")
 }
 
 func tableLinks() []cog.Builder[dashboard.DashboardLink] {

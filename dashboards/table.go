@@ -17,7 +17,7 @@ func tableDetail(opts Options) *dashboard.DashboardBuilder {
 	t := opts.Thresholds
 	retention := t.WriteRetentionTarget.D().Seconds()
 	tbl := []string{inSchemas, theTable}
-	part := func(metric string) string { return sel(metric, tbl...) }
+	part := func(metric string) string { return selRole(metric, tbl...) }
 	// Joins of a partition's series with its table's.
 	const byTable = "on (" + byTarget + ", schema, table)"
 	// A merged table joins its queries' rows on equal labels: each query
@@ -29,6 +29,7 @@ func tableDetail(opts Options) *dashboard.DashboardBuilder {
 	b := newDashboard(UIDTable, "pgcapacity / Table detail",
 		"One hash-partitioned table partition by partition: which partitions hold the rows, which carry dead rows past their autovacuum trigger, how large they are and how old their oldest transaction ids are.",
 		"now-24h").
+		WithVariable(roleVariable()).
 		WithVariable(schemaVariable()).
 		WithVariable(singleVariable("table", "Table", `label_values(`+sel("pgcapacity_table_info", inSchemas)+`, table)`))
 
@@ -66,7 +67,7 @@ func tableDetail(opts Options) *dashboard.DashboardBuilder {
 		WithPanel(newStat(13, "Partitions shown",
 			"Which partitions the per-partition panels below show (PGCAPACITY_PARTITION_DETAIL): all of them, only the top_k worst of each table on each signal (the table-wide panels above still count every partition), or none (the per-partition panels stay empty).",
 			units.NoUnit).
-			WithTarget(latest("A", sel("pgcapacity_partition_detail_info"), "{{mode}} (top_k {{top_k}})")).
+			WithTarget(latest("A", selRole("pgcapacity_partition_detail_info"), "{{mode}} (top_k {{top_k}})")).
 			Thresholds(neutral()).
 			TextMode(common.BigValueTextModeName).
 			Span(24).Height(3)).
@@ -79,7 +80,7 @@ func tableDetail(opts Options) *dashboard.DashboardBuilder {
 		WithPanel(newBarGauge(12, "Partition rows / median partition",
 			fmt.Sprintf("Each partition's live rows as a multiple of the table's median partition. Red from %g×: rule 2's skew limit.", t.SkewRatio),
 			unitTimes).
-			WithTarget(latest("A", "sort_desc("+part("pgcapacity_partition_live_rows")+" / "+byTable+" group_left "+part("pgcapacity_table_partition_live_rows_median")+")", "{{partition}}")).
+			WithTarget(latest("A", "sort_desc("+onRole(sel("pgcapacity_partition_live_rows", tbl...)+" / "+byTable+" group_left "+sel("pgcapacity_table_partition_live_rows_median", tbl...))+")", "{{partition}}")).
 			Thresholds(redAt(t.SkewRatio)).
 			Span(12).Height(14))
 
@@ -152,7 +153,7 @@ func tableDetail(opts Options) *dashboard.DashboardBuilder {
 			fmt.Sprintf("xid age of the table's oldest partition against autovacuum_freeze_max_age (grey dashed line: where anti-wraparound vacuums start) and the paging limit (red dashed line, %s).", count(t.XIDAgeCritical)),
 			units.Short).
 			WithTarget(series("A", part("pgcapacity_table_xid_age_max"), "oldest partition")).
-			WithTarget(series("B", sel("pgcapacity_autovacuum_freeze_max_age"), "autovacuum_freeze_max_age")).
+			WithTarget(series("B", selRole("pgcapacity_autovacuum_freeze_max_age"), "autovacuum_freeze_max_age")).
 			OverrideByQuery("B", greyLine()).
 			Thresholds(redAt(t.XIDAgeCritical)).
 			ThresholdsStyle(dashedLine()).

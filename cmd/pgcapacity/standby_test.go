@@ -48,6 +48,9 @@ func TestServeAndCheckOnAStreamingStandby(t *testing.T) {
 			if v, ok := metricValue(c.body, "pgcapacity_in_recovery"); !ok || v != c.want {
 				t.Errorf("%s: pgcapacity_in_recovery %q (present %v), want %s", c.name, v, ok, c.want)
 			}
+			if v, _ := metricValue(c.body, `pgcapacity_server_role_info{role="`+c.name+`"}`); v != "1" || strings.Count(c.body, "\npgcapacity_server_role_info{") != 1 {
+				t.Errorf("%s: not one pgcapacity_server_role_info, role %s", c.name, c.name)
+			}
 		}
 		const liveRows = `pgcapacity_table_live_rows{schema="public",table="session"}`
 		p, s := sampleFloat(t, primary, liveRows), sampleFloat(t, onStandby, liveRows)
@@ -119,6 +122,9 @@ func TestServeAndCheckOnAStreamingStandby(t *testing.T) {
 		})
 		if v, _ := metricValue(body, "pgcapacity_in_recovery"); v != "0" {
 			t.Errorf("pgcapacity_in_recovery %q a round after the promotion", v)
+		}
+		if v, _ := metricValue(body, `pgcapacity_server_role_info{role="primary"}`); v != "1" || strings.Contains(body, `role="standby"`) {
+			t.Errorf("pgcapacity_server_role_info does not say primary a round after the promotion")
 		}
 		for _, family := range []string{"pgcapacity_table_vacuum_lag_seconds", "pgcapacity_partition_vacuum_lag_seconds"} {
 			if !hasSeries(body, family) {

@@ -223,6 +223,11 @@ func (e evaluator) variables(d lint.Dashboard) []variable {
 	e.t.Helper()
 	var out []variable
 	for _, v := range d.Templating.List {
+		if v.Type == "custom" {
+			// Fixed values (the role): the first is the default.
+			out = append(out, variable{name: v.Name, values: strings.Split(v.QueryString(), ",")})
+			continue
+		}
 		if v.Type != "query" {
 			continue
 		}
