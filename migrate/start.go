@@ -373,7 +373,9 @@ feed:
 	}
 	close(work)
 	wg.Wait()
-	if firstErr != nil {
+	// A worker that met the cancellation outside a batch (looking up its
+	// next partition) was interrupted, not failed.
+	if firstErr != nil && !(ctx.Err() != nil && errors.Is(firstErr, context.Canceled)) {
 		return fmt.Errorf("copy of migration %d: %w: fix the cause, then run `pgcapacity migrate resume %d`", mig.ID, firstErr, mig.ID)
 	}
 	if ctx.Err() != nil {

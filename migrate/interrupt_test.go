@@ -1,0 +1,51 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"testing"
+)
+
+// Ctrl-C while the copy's workers are between batches (here: at once,
+// before the first batch) stops the copy as interrupted, which resume
+// continues, never as a failure to "fix": a worker that meets the
+// cancellation in a catalog lookup must not turn it into an error.
+func TestCopyInterruptedBetweenBatchesIsAnInterruption(t *testing.T) {
+	ctx := context.Background()
+	pool, _ := sigidDB(t, "session", 4)
+	m := New(pool, testLogger(t))
+	stopCtx, stop := context.WithCancel(ctx)
+	m.Progress = func(p Progress) {
+		if p.DoneBlocks > 0 {
+			stop()
+		}
+	}
+	_, err := m.Start(stopCtx, StartRequest{
+		PlanRequest: PlanRequest{Schema: "public", Table: "session", Partitions: 8, Thresholds: thresholds()},
+		Reason:      "interrupt test", Requester: "alice", Approver: "bob", Copy: CopyOptions{BatchSize: 50},
+	})
+	if !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("start stopped after the first batch: %v", err)
+	}
+	// The workers and the feeder race for the first source partition once
+	// the context is cancelled; every round must end the same way.
+	for round := 0; round < 150; round++ {
+		rctx, cancel := context.WithCancel(ctx)
+		m.Progress = func(Progress) { cancel() }
+		err := m.Resume(rctx, 1, CopyOptions{BatchSize: 50, Jobs: 32}, 0)
+		cancel()
+		if !errors.Is(err, ErrInterrupted) {
+			t.Fatalf("round %d: resume cancelled before its first batch: %v, want the interruption", round, err)
+		}
+	}
+	m.Progress = nil
+	if mig := loadMig(t, pool, 1); mig.Phase != PhaseCopying {
+		t.Errorf("after the interruptions: phase %s, want copying", mig.Phase)
+	}
+	if err := m.Resume(ctx, 1, CopyOptions{BatchSize: 50}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := m.Validate(ctx, 1, CopyOptions{}); err != nil || !v.OK {
+		t.Fatalf("validation: %+v %v", v, err)
+	}
+}
