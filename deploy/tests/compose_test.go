@@ -15,6 +15,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sigid/pgcapacity/internal/sigid"
@@ -177,6 +178,19 @@ func TestComposeStack(t *testing.T) {
 	_, listenPort, _ := strings.Cut(configDefault(t, "ListenAddress"), ":")
 	if got := env(pc, "PGCAPACITY_LISTEN_ADDRESS"); got != ":"+listenPort || !slices.Contains(targetPorts(pc), listenPort) {
 		t.Errorf("pgcapacity listens on %q and publishes %v, want :%s", got, targetPorts(pc), listenPort)
+	}
+	// Health: the image's check binary on the plain health listener, which
+	// a web configuration's TLS and basic auth leave alone.
+	_, healthPort, _ := strings.Cut(env(pc, "PGCAPACITY_HEALTH_LISTEN_ADDRESS"), ":")
+	if healthPort == "" || healthPort == listenPort {
+		t.Errorf("pgcapacity: PGCAPACITY_HEALTH_LISTEN_ADDRESS %q: want a port of its own, such as :9843", env(pc, "PGCAPACITY_HEALTH_LISTEN_ADDRESS"))
+	}
+	stages := parseDockerfile(t).stages
+	imageCheck := commands[*instructions.HealthCheckCommand](stages[len(stages)-1])
+	if hc := pc.HealthCheck; hc == nil || len(imageCheck) != 1 || !slices.Equal([]string(hc.Test), imageCheck[0].Health.Test) {
+		t.Errorf("pgcapacity healthcheck %+v: want the Dockerfile's HEALTHCHECK command %v", pc.HealthCheck, imageCheck)
+	} else if hc.Interval == nil || hc.Timeout == nil || *hc.Timeout >= *hc.Interval {
+		t.Errorf("pgcapacity healthcheck: want an interval and a timeout under it, got %+v", hc)
 	}
 	uid, _, _ := strings.Cut(pc.User, ":")
 	if n, err := strconv.Atoi(uid); err != nil || n == 0 {

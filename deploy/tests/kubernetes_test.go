@@ -35,9 +35,91 @@ const (
 var kubeVariants = []struct {
 	dir      string
 	workload string // the kind that runs pgcapacity
+	https    bool   // the https component: TLS and basic auth on /metrics
 }{
-	{"kubernetes/sidecar", "StatefulSet"},
-	{"kubernetes/standalone", "Deployment"},
+	{"kubernetes/sidecar", "StatefulSet", false},
+	{"kubernetes/standalone", "Deployment", false},
+	{"kubernetes/sidecar-https", "StatefulSet", true},
+	{"kubernetes/standalone-https", "Deployment", true},
+}
+
+// externalSecrets are the Secrets a variant uses and does not ship: the
+// operator makes them (the https component says how).
+var externalSecrets = map[string]bool{"pgcapacity-tls": true}
+
+// webConfigFile is the web configuration a variant mounts in the pgcapacity
+// container: its path in the container and its content, from the Secret
+// behind the volume mounted there. ok is false when the container sets no
+// PGCAPACITY_WEB_CONFIG_FILE.
+func webConfigFile(t *testing.T, objs kubeObjects, pod corev1.PodSpec, c corev1.Container) (path, content string, ok bool) {
+	t.Helper()
+	for _, e := range c.Env {
+		if e.Name == "PGCAPACITY_WEB_CONFIG_FILE" {
+			path = e.Value
+		}
+	}
+	if path == "" {
+		return "", "", false
+	}
+	secret, key, found := mountedSecretKey(pod, c, path)
+	if !found {
+		t.Fatalf("PGCAPACITY_WEB_CONFIG_FILE=%s is not a file of a Secret volume the container mounts", path)
+	}
+	for _, s := range objs.secrets {
+		if s.Name == secret {
+			if v, ok := s.StringData[key]; ok {
+				return path, v, true
+			}
+			if v, ok := s.Data[key]; ok {
+				return path, string(v), true
+			}
+		}
+	}
+	t.Fatalf("PGCAPACITY_WEB_CONFIG_FILE=%s: the variant ships no Secret %s with key %s", path, secret, key)
+	return "", "", false
+}
+
+// mountedSecretKey is the Secret and key behind the file at path in
+// container c, when a Secret volume is mounted over its directory.
+func mountedSecretKey(pod corev1.PodSpec, c corev1.Container, path string) (secret, key string, ok bool) {
+	for _, m := range c.VolumeMounts {
+		rel, inside := strings.CutPrefix(path, strings.TrimSuffix(m.MountPath, "/")+"/")
+		if !inside || m.SubPath != "" {
+			continue
+		}
+		for _, v := range pod.Volumes {
+			if v.Name == m.Name && v.Secret != nil {
+				return v.Secret.SecretName, rel, true
+			}
+		}
+	}
+	return "", "", false
+}
+
+// webConfig is the part of an exporter-toolkit web configuration the
+// manifests wire to other objects.
+type webConfig struct {
+	TLSServerConfig struct {
+		CertFile string `yaml:"cert_file"`
+		KeyFile  string `yaml:"key_file"`
+	} `yaml:"tls_server_config"`
+	BasicAuthUsers map[string]string `yaml:"basic_auth_users"`
+}
+
+// secretValue is key of the shipped Secret name, and whether it is there.
+func (o kubeObjects) secretValue(name, key string) (string, bool) {
+	for _, s := range o.secrets {
+		if s.Name != name {
+			continue
+		}
+		if v, ok := s.StringData[key]; ok {
+			return v, true
+		}
+		if v, ok := s.Data[key]; ok {
+			return string(v), true
+		}
+	}
+	return "", false
 }
 
 // kubeObjects is one rendered variant, every object decoded strictly into
@@ -207,13 +289,82 @@ func TestKubernetesVariants(t *testing.T) {
 			if !ok || strconv.Itoa(int(port)) != listenPort {
 				t.Errorf("want container port \"metrics\" %s, got %v", listenPort, c.Ports)
 			}
+			// The probes ask the plain health listener, outside the web
+			// configuration's TLS and basic auth: kubelet has no password.
+			health := env["PGCAPACITY_HEALTH_LISTEN_ADDRESS"].Value
+			_, healthPort, _ := strings.Cut(health, ":")
+			hp, ok := containerPort(c, "health")
+			if !ok || strconv.Itoa(int(hp)) != healthPort || healthPort == listenPort {
+				t.Errorf("want PGCAPACITY_HEALTH_LISTEN_ADDRESS (%q) on a port of its own, as container port \"health\", got %v", health, c.Ports)
+			}
 			for _, p := range []struct {
 				name  string
 				probe *corev1.Probe
 				path  string
 			}{{"liveness", c.LivenessProbe, "/healthz"}, {"readiness", c.ReadinessProbe, "/readyz"}} {
-				if p.probe == nil || p.probe.HTTPGet == nil || p.probe.HTTPGet.Path != p.path || p.probe.HTTPGet.Port.String() != "metrics" {
-					t.Errorf("%s probe: want GET %s on port \"metrics\", got %+v", p.name, p.path, p.probe)
+				if p.probe == nil || p.probe.HTTPGet == nil || p.probe.HTTPGet.Path != p.path || p.probe.HTTPGet.Port.String() != "health" ||
+					(p.probe.HTTPGet.Scheme != "" && p.probe.HTTPGet.Scheme != corev1.URISchemeHTTP) {
+					t.Errorf("%s probe: want GET %s over HTTP on port \"health\", got %+v", p.name, p.path, p.probe)
+				}
+			}
+			for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
+				if p != nil && p.HTTPGet != nil && p.HTTPGet.Port.String() == "metrics" && v.https && p.HTTPGet.Scheme != corev1.URISchemeHTTPS {
+					t.Errorf("a probe on port \"metrics\" with TLS on it needs scheme: HTTPS (and basic auth there fails it: use port \"health\"), got %+v", p.HTTPGet)
+				}
+			}
+
+			// The web configuration: on in the https variants, its files
+			// from Secret volumes the container can read.
+			webPath, webContent, webOn := webConfigFile(t, objs, pod, c)
+			var web webConfig
+			if webOn != v.https {
+				t.Errorf("PGCAPACITY_WEB_CONFIG_FILE %q: want it set exactly in the https variants", webPath)
+			} else if webOn {
+				if err := yaml.Unmarshal([]byte(webContent), &web); err != nil {
+					t.Fatalf("%s: %v", webPath, err)
+				}
+				for _, f := range []string{web.TLSServerConfig.CertFile, web.TLSServerConfig.KeyFile} {
+					if secret, _, ok := mountedSecretKey(pod, c, f); !ok || (!externalSecrets[secret] && !slices.ContainsFunc(objs.secrets, func(s corev1.Secret) bool { return s.Name == secret })) {
+						t.Errorf("web configuration file %s is on no Secret volume of the container", f)
+					}
+				}
+				if len(web.BasicAuthUsers) != 1 {
+					t.Errorf("web configuration: want one basic auth user, the scrape's, got %v", web.BasicAuthUsers)
+				}
+			}
+			if c.SecurityContext == nil || pod.SecurityContext == nil || c.SecurityContext.RunAsUser == nil {
+				t.Fatal("want a pod and a container securityContext, runAsUser in the container's")
+			}
+			runUID, gids := *c.SecurityContext.RunAsUser, []int64{}
+			if g := c.SecurityContext.RunAsGroup; g != nil {
+				gids = append(gids, *g)
+			} else if g := pod.SecurityContext.RunAsGroup; g != nil {
+				gids = append(gids, *g)
+			}
+			if g := pod.SecurityContext.FSGroup; g != nil {
+				gids = append(gids, *g) // a supplemental group of every container
+			}
+			for _, m := range c.VolumeMounts {
+				for _, vol := range pod.Volumes {
+					if vol.Name != m.Name || vol.Secret == nil {
+						continue
+					}
+					mode := int32(0o644) // Kubernetes' default
+					if vol.Secret.DefaultMode != nil {
+						mode = *vol.Secret.DefaultMode
+					}
+					// Files of a Secret volume are root's, and fsGroup's when set.
+					readable := mode&0o004 != 0 || (runUID == 0 && mode&0o400 != 0) ||
+						(pod.SecurityContext.FSGroup != nil && slices.Contains(gids, *pod.SecurityContext.FSGroup) && mode&0o040 != 0)
+					if !readable {
+						t.Errorf("volume %s (mode %#o) is unreadable by uid %d with groups %v: set fsGroup or the mode", vol.Name, mode, runUID, gids)
+					}
+					if mode&0o007 != 0 {
+						t.Errorf("volume %s (Secret %s) has mode %#o: others should not read a Secret", vol.Name, vol.Secret.SecretName, mode)
+					}
+					if !m.ReadOnly {
+						t.Errorf("volume %s: mount it readOnly", vol.Name)
+					}
 				}
 			}
 
@@ -306,8 +457,12 @@ func TestKubernetesVariants(t *testing.T) {
 			}
 			if len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Port != "metrics" || sm.Spec.Endpoints[0].Path != "/metrics" {
 				t.Errorf("ServiceMonitor endpoints %+v: want port metrics, path /metrics", sm.Spec.Endpoints)
-			} else if want := prometheusScrapeInterval(t); string(sm.Spec.Endpoints[0].Interval) != want {
-				t.Errorf("ServiceMonitor interval %q: want %q, deploy/prometheus/prometheus.yml's, which the dashboards' rate windows assume", sm.Spec.Endpoints[0].Interval, want)
+			} else {
+				ep := sm.Spec.Endpoints[0]
+				if want := prometheusScrapeInterval(t); string(ep.Interval) != want {
+					t.Errorf("ServiceMonitor interval %q: want %q, deploy/prometheus/prometheus.yml's, which the dashboards' rate windows assume", ep.Interval, want)
+				}
+				checkScrapeAuth(t, objs, ep, v.https, web)
 			}
 
 			if len(objs.prometheusRules)+len(objs.configMaps) > 0 {
@@ -316,8 +471,45 @@ func TestKubernetesVariants(t *testing.T) {
 		})
 	}
 	// One exporter configuration, whichever way it runs.
-	if len(exporters) == 2 && !reflect.DeepEqual(exporters[0], exporters[1]) {
-		t.Errorf("the pgcapacity containers of the variants differ: keep them the same (-sidecar +standalone):\n%s", pretty.Compare(exporters[0], exporters[1]))
+	for i := 0; i+1 < len(exporters); i += 2 {
+		if !reflect.DeepEqual(exporters[i], exporters[i+1]) {
+			t.Errorf("the pgcapacity containers of %s and %s differ: keep them the same:\n%s", kubeVariants[i].dir, kubeVariants[i+1].dir, pretty.Compare(exporters[i], exporters[i+1]))
+		}
+	}
+}
+
+// checkScrapeAuth: the https variants scrape over HTTPS, trusting a CA
+// under a certificate name, with the user of the web configuration and a
+// password from a shipped Secret; the others over plain HTTP.
+func checkScrapeAuth(t *testing.T, objs kubeObjects, ep monitoringv1.Endpoint, https bool, web webConfig) {
+	t.Helper()
+	if !https {
+		if s := ep.Scheme.String(); s != "" && s != "http" || ep.BasicAuth != nil || ep.TLSConfig != nil {
+			t.Errorf("ServiceMonitor: want plain HTTP without credentials, got scheme %q basicAuth %v tlsConfig %v", s, ep.BasicAuth, ep.TLSConfig)
+		}
+		return
+	}
+	if ep.Scheme.String() != "https" {
+		t.Errorf("ServiceMonitor scheme %q: want https, the web configuration's TLS", ep.Scheme.String())
+	}
+	if ep.TLSConfig == nil || ep.TLSConfig.ServerName == nil || *ep.TLSConfig.ServerName == "" || ep.TLSConfig.CA.Secret == nil ||
+		(ep.TLSConfig.InsecureSkipVerify != nil && *ep.TLSConfig.InsecureSkipVerify) {
+		t.Errorf("ServiceMonitor tlsConfig %+v: want a CA from a Secret and the certificate's serverName (Prometheus dials pod IPs), verification on", ep.TLSConfig)
+	} else if ca := ep.TLSConfig.CA.Secret; !externalSecrets[ca.Name] {
+		if _, ok := objs.secretValue(ca.Name, ca.Key); !ok {
+			t.Errorf("ServiceMonitor CA: no Secret %s with key %s", ca.Name, ca.Key)
+		}
+	}
+	if ep.BasicAuth == nil {
+		t.Fatal("ServiceMonitor: want basicAuth, the web configuration's")
+	}
+	user, okUser := objs.secretValue(ep.BasicAuth.Username.Name, ep.BasicAuth.Username.Key)
+	_, okPassword := objs.secretValue(ep.BasicAuth.Password.Name, ep.BasicAuth.Password.Key)
+	if !okUser || !okPassword {
+		t.Errorf("ServiceMonitor basicAuth %+v: the variant ships no such Secret keys", ep.BasicAuth)
+	}
+	if _, ok := web.BasicAuthUsers[user]; !ok {
+		t.Errorf("ServiceMonitor scrapes as %q, a user the web configuration does not have (%v)", user, web.BasicAuthUsers)
 	}
 }
 

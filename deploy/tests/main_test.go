@@ -5,7 +5,10 @@
 // dashboards), the compose stack loads and mounts files that exist, the
 // systemd unit verifies, the Dockerfile builds a static binary from the
 // context .dockerignore leaves, and the least-privilege roles of deploy/sql
-// are enough for serve and too little to write, against a real PostgreSQL.
+// are enough for serve and too little to write, against a real PostgreSQL,
+// and the health checks of every deployment (the image's HEALTHCHECK, the
+// compose healthcheck, kubelet's probes, the ServiceMonitor's scrape) pass
+// against a real serve behind a real web configuration (TLS, basic auth).
 package deploy
 
 import (
