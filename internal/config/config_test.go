@@ -48,6 +48,10 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"PGCAPACITY_QUERY_TIMEOUT", "30d", "more than PostgreSQL accepts"},
 		{"PGCAPACITY_QUERY_TIMEOUT", "13d", "more than PostgreSQL accepts"},
 		{"PGCAPACITY_LOCK_TIMEOUT", "30d", "more than PostgreSQL accepts"},
+		// One millisecond past what a real server accepts (dbpool's
+		// TestLargestTimeoutsAreWhatPostgreSQLAccepts).
+		{"PGCAPACITY_LOCK_TIMEOUT", "2147483648ms", "more than PostgreSQL accepts"},
+		{"PGCAPACITY_QUERY_TIMEOUT", "1073741824ms", "more than PostgreSQL accepts"},
 		{"PGCAPACITY_HEALTH_LISTEN_ADDRESS", "9843", "is not host:port"},
 		{"PGCAPACITY_HEALTH_LISTEN_ADDRESS", ":9842", "is PGCAPACITY_LISTEN_ADDRESS too"},
 	}
