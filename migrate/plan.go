@@ -219,7 +219,7 @@ func (m *Migrator) buildPlan(ctx context.Context, tx pgx.Tx, t *Table, req PlanR
 		if err := tx.QueryRow(ctx, `SELECT current_user`).Scan(&currentUser); err != nil {
 			return nil, fmt.Errorf("reading the current user: %w", err)
 		}
-		commands, err := planSteps(t, p, currentUser, req.LockTimeout)
+		commands, err := planSteps(t, p, currentUser, req.LockTimeout, version)
 		if err != nil {
 			return nil, err
 		}
@@ -383,7 +383,7 @@ func fmtShare(s *float64, note string) string {
 	return fmt.Sprintf("%.1f%%", *s*100)
 }
 
-func planSteps(t *Table, p *Plan, currentUser string, lockTimeout time.Duration) ([]CommandSteps, error) {
+func planSteps(t *Table, p *Plan, currentUser string, lockTimeout time.Duration, serverVersion int) ([]CommandSteps, error) {
 	n := newNames(p.AssumedID, t, p.To)
 	start, err := startSteps(t, n, currentUser, lockTimeout)
 	if err != nil {
@@ -396,6 +396,7 @@ func planSteps(t *Table, p *Plan, currentUser string, lockTimeout time.Duration)
 	}
 	first := qi(t.Schema, t.Partitions[0].Name)
 	in := planSwapInput(t, n, p.To)
+	in.serverVersion = serverVersion
 	swap, err := swapScript(in)
 	if err != nil {
 		return nil, err
@@ -412,8 +413,8 @@ func planSteps(t *Table, p *Plan, currentUser string, lockTimeout time.Duration)
 				SQL: []string{snapshotCountSQL(t, n, t.Qualified(), n.newQualified())}},
 			{Name: "one transaction holding the locks", Note: "lock_timeout with retries; the final replay (above) until the log is empty; the count check on every key replayed since the snapshot count (--full-count-check counts both tables in full here instead); then:",
 				Settings: lockSettings(lockTimeout), SQL: append([]string{lockStmt, changedKeysCheckSQL(t, n, t.Qualified(), n.newQualified())}, swap...)},
-			{Name: "after the commit", Note: "foreign keys are validated without blocking writes; per-leaf keys of partitioned referencing tables are then attached to a parent constraint",
-				SQL: append(fkFinishExample(t), "ANALYZE "+t.Qualified())},
+			{Name: "after the commit", Note: "foreign keys are validated without blocking writes (before PostgreSQL 18, a partitioned referencing table's key is checked in the locked transaction instead)",
+				SQL: append(fkFinishExample(t, serverVersion), "ANALYZE "+t.Qualified())},
 		}},
 		{Command: "rollback", Note: "the swap in the other direction, with the same locks, final replay and checks: the original takes its names back, reverse capture stops, capture to the new table resumes"},
 		{Command: "drop-old", Note: "after the rollback period", Steps: dropOldSteps(n, t.Qualified(), newParts, qi(t.Schema, n.retained), lockTimeout)},
@@ -421,17 +422,10 @@ func planSteps(t *Table, p *Plan, currentUser string, lockTimeout time.Duration)
 	}, nil
 }
 
-func fkFinishExample(t *Table) []string {
+func fkFinishExample(t *Table, serverVersion int) []string {
 	var s []string
 	for _, fk := range t.ReferencingFKs {
-		if fk.Partitioned {
-			for _, leaf := range fk.LeafPartitions {
-				s = append(s, fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", leaf.Name, qi(fk.Name)))
-			}
-			s = append(s, fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", qi(fk.Schema, fk.Table), qi(fk.Name), strings.TrimSuffix(fk.Def, " NOT VALID")))
-		} else {
-			s = append(s, fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", qi(fk.Schema, fk.Table), qi(fk.Name)))
-		}
+		s = append(s, postSwapFKSQL(fk, serverVersion)...)
 	}
 	return s
 }
@@ -473,14 +467,14 @@ func planSwapInput(t *Table, n names, to int) swapInput {
 }
 
 func lockSQL(t *Table, live, shadow string) string {
-	s := fmt.Sprintf("LOCK TABLE %s, %s IN ACCESS EXCLUSIVE MODE", live, shadow)
+	var deps []string
 	for _, fk := range t.ReferencingFKs {
-		s += fmt.Sprintf("; LOCK TABLE %s IN ACCESS EXCLUSIVE MODE", qi(fk.Schema, fk.Table))
+		deps = append(deps, qi(fk.Schema, fk.Table))
 	}
 	for _, v := range t.Views {
-		s += fmt.Sprintf("; LOCK TABLE %s IN ACCESS EXCLUSIVE MODE", qi(v.Schema, v.Name))
+		deps = append(deps, qi(v.Schema, v.Name))
 	}
-	return s
+	return strings.Join(swapLockSQL(live, shadow, deps), "; ")
 }
 
 // Print writes the plan for a person.

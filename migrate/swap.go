@@ -38,9 +38,12 @@ type SwapOptions struct {
 
 // SwapResult reports a swap or rollback.
 type SwapResult struct {
-	SnapshotRows  int64 // rows counted in both tables just before the lock (keys in flight left out)
-	CheckedKeys   int64 // batches of changed keys compared (before and under the lock)
-	Attempts      int
+	SnapshotRows int64 // rows counted in both tables just before the lock (keys in flight left out)
+	CheckedKeys  int64 // batches of changed keys compared (before and under the lock)
+	Attempts     int
+	// LockHold is how long the step held locks that block writes: the
+	// locked transaction from its first lock to its commit, plus any
+	// attach of per-leaf foreign keys after it (see finishSwap).
 	LockHold      time.Duration
 	FinalReplayed int64
 	Rows          int64
@@ -188,7 +191,9 @@ func (m *Migrator) switchOver(ctx context.Context, id int64, opts SwapOptions, f
 		return res, err
 	}
 	_ = state.RecordEvent(ctx, m.pool, id, verb+"_lock", fmt.Sprintf("exclusive lock held %s, %d attempt(s)", res.LockHold.Round(time.Microsecond), res.Attempts))
-	return res, m.postSwap(ctx, id, copts)
+	hold, err := m.finishSwap(ctx, id, copts)
+	res.LockHold += hold
+	return res, err
 }
 
 // identityMaxima reads max() of each identity column of the live table.
@@ -213,31 +218,43 @@ func (m *Migrator) identityMaxima(ctx context.Context, mig *Migration) (map[stri
 	return out, nil
 }
 
-// switchTx is the locked transaction. It returns when the locks were granted.
-func (m *Migrator) switchTx(ctx context.Context, tx pgx.Tx, mig *Migration, opts SwapOptions, forward bool, maxima map[string]int64, changed []string, res *SwapResult) (time.Time, error) {
-	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", opts.LockTimeout.Milliseconds())); err != nil {
-		return time.Time{}, err
+// exclusiveLockSettings prepares a transaction that takes exclusive locks
+// while the application writes: lock_timeout, and a short deadlock_timeout
+// so that when the lock order of a writer crosses ours (an INSERT ...
+// SELECT that reads the table before it locks a referencing one, a cascade
+// from the table to a referencing one) this transaction notices the
+// deadlock first and is the one that retries, not the application. It
+// returns server_version_num.
+func exclusiveLockSettings(ctx context.Context, tx pgx.Tx, lockTimeout time.Duration) (int, error) {
+	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", lockTimeout.Milliseconds())); err != nil {
+		return 0, err
 	}
-	// When the lock order of a writer crosses ours (an INSERT ... SELECT
-	// that reads the table before it locks a referencing one), let this
-	// transaction notice the deadlock first and be the one that retries,
-	// not the application.
-	// has_parameter_privilege exists from PostgreSQL 15; the parser
-	// resolves it even in a CASE branch not taken, so choose in Go.
 	var version int
 	if err := tx.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&version); err != nil {
-		return time.Time{}, err
+		return 0, err
 	}
+	// has_parameter_privilege exists from PostgreSQL 15; the parser
+	// resolves it even in a CASE branch not taken, so choose in Go.
 	mayTuneSQL := `SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user`
 	if version >= 150000 {
 		mayTuneSQL = `SELECT pg_catalog.has_parameter_privilege('deadlock_timeout', 'SET')`
 	}
 	var mayTune bool
-	if err := tx.QueryRow(ctx, mayTuneSQL).Scan(&mayTune); err == nil && mayTune {
+	if err := tx.QueryRow(ctx, mayTuneSQL).Scan(&mayTune); err != nil {
+		return 0, err
+	}
+	if mayTune {
 		if _, err := tx.Exec(ctx, `SELECT pg_catalog.set_config('deadlock_timeout', '50ms', true)`); err != nil {
-			return time.Time{}, err
+			return 0, err
 		}
-	} else if err != nil {
+	}
+	return version, nil
+}
+
+// switchTx is the locked transaction. It returns when the locks were granted.
+func (m *Migrator) switchTx(ctx context.Context, tx pgx.Tx, mig *Migration, opts SwapOptions, forward bool, maxima map[string]int64, changed []string, res *SwapResult) (time.Time, error) {
+	version, err := exclusiveLockSettings(ctx, tx, opts.LockTimeout)
+	if err != nil {
 		return time.Time{}, err
 	}
 	liveOID, shadowOID := mig.LiveOID(), mig.ShadowOID()
@@ -249,9 +266,8 @@ func (m *Migrator) switchTx(ctx context.Context, tx pgx.Tx, mig *Migration, opts
 	if err != nil {
 		return time.Time{}, err
 	}
-	// Lock the referencing tables and views before the table itself: a
-	// write to a referencing table takes its own lock first and then waits
-	// for the referenced one, so the other order deadlocks with it.
+	// The referencing tables and views, locked with the table (see
+	// swapLockSQL).
 	type dependent struct {
 		OID  uint32
 		Name string
@@ -270,17 +286,23 @@ func (m *Migrator) switchTx(ctx context.Context, tx pgx.Tx, mig *Migration, opts
 	if err != nil {
 		return time.Time{}, fmt.Errorf("finding dependent tables and views: %w", err)
 	}
-	lockList := []string{}
+	var lockList []string
 	locked := map[uint32]bool{}
 	for _, d := range dependents {
 		lockList = append(lockList, d.Name)
 		locked[d.OID] = true
 	}
-	lockList = append(lockList, liveName, shadowName)
-	if _, err := tx.Exec(ctx, fmt.Sprintf("LOCK TABLE %s IN ACCESS EXCLUSIVE MODE", strings.Join(lockList, ", "))); err != nil {
-		return time.Time{}, err
+	// Writes to the table stop at the first lock: the hold counts from
+	// there.
+	var t0 time.Time
+	for i, st := range swapLockSQL(liveName, shadowName, lockList) {
+		if _, err := tx.Exec(ctx, st); err != nil {
+			return time.Time{}, err
+		}
+		if i == 0 {
+			t0 = time.Now()
+		}
 	}
-	t0 := time.Now()
 	// The per-table lock may have been lost while this waited for its locks.
 	if err := checkLock(ctx, tx); err != nil {
 		return t0, err
@@ -339,7 +361,7 @@ func (m *Migrator) switchTx(ctx context.Context, tx pgx.Tx, mig *Migration, opts
 	if err != nil {
 		return t0, err
 	}
-	in := swapInput{n: n, live: live, shadowTriggers: map[string]bool{}, shadowPolicies: map[string]bool{}}
+	in := swapInput{n: n, live: live, shadowTriggers: map[string]bool{}, shadowPolicies: map[string]bool{}, serverVersion: version}
 	for _, tr := range shadow.Triggers {
 		in.shadowTriggers[tr.Name] = true
 	}
@@ -422,12 +444,21 @@ func (m *Migrator) switchTx(ctx context.Context, tx pgx.Tx, mig *Migration, opts
 }
 
 // postSwap finishes a swap or rollback after its commit: validates the
-// foreign keys that now reference the live table without blocking writes,
-// attaches per-leaf ones to their parent, and analyzes the live table.
+// foreign keys that now reference the live table without blocking writes
+// and analyzes the live table.
 func (m *Migrator) postSwap(ctx context.Context, id int64, opts CopyOptions) error {
+	_, err := m.finishSwap(ctx, id, opts)
+	return err
+}
+
+// finishSwap is postSwap; it returns how long it held locks that block
+// writes, which it adds to the migration's recorded lock hold. That is only
+// ever the attach of per-leaf foreign keys left by a swap of an earlier
+// version (see referencingFKSQL).
+func (m *Migrator) finishSwap(ctx context.Context, id int64, opts CopyOptions) (time.Duration, error) {
 	mig, err := state.Load(ctx, m.pool, id)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	liveOID := mig.LiveOID()
 	type pending struct {
@@ -453,48 +484,99 @@ func (m *Migrator) postSwap(ctx context.Context, id int64, opts CopyOptions) err
 		return rows.Err()
 	})
 	if err != nil {
-		return fmt.Errorf("finding foreign keys to validate: %w", err)
+		return 0, fmt.Errorf("finding foreign keys to validate: %w", err)
 	}
-	exec := func(what, sql string) error {
-		return m.retry(ctx, what, opts.Retries, func() error {
+	live, err := relName(ctx, m.pool, liveOID)
+	if err != nil {
+		return 0, err
+	}
+	steps := 0
+	for _, p := range todo {
+		if p.validated {
+			continue
+		}
+		steps++
+		// SHARE UPDATE EXCLUSIVE on the referencing table, ROW SHARE on
+		// the live one: writes go on.
+		err := m.retry(ctx, "validating "+p.name, opts.Retries, func() error {
 			return m.inTx(ctx, m.pool, func(tx pgx.Tx) error {
 				if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", opts.LockTimeout.Milliseconds())); err != nil {
 					return err
 				}
-				_, err := tx.Exec(ctx, sql)
+				_, err := tx.Exec(ctx, fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", p.rel, qi(p.name)))
 				return err
 			})
 		})
-	}
-	attached := map[string]bool{}
-	for _, p := range todo {
-		if !p.validated {
-			if err := exec("validating "+p.name, fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", p.rel, qi(p.name))); err != nil {
-				return fmt.Errorf("validating foreign key %s on %s: %w", qi(p.name), p.rel, err)
-			}
+		if err != nil {
+			return 0, fmt.Errorf("validating foreign key %s on %s: %w", qi(p.name), p.rel, err)
 		}
 	}
+	var hold time.Duration
+	attached := map[string]bool{}
 	for _, p := range todo {
 		if p.parent == nil || attached[*p.parent+"\x00"+p.name] {
 			continue
 		}
 		attached[*p.parent+"\x00"+p.name] = true
-		def := strings.TrimSuffix(p.def, " NOT VALID")
-		if err := exec("attaching "+p.name, fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", *p.parent, qi(p.name), def)); err != nil {
-			return fmt.Errorf("attaching foreign key %s to %s: %w", qi(p.name), *p.parent, err)
+		steps++
+		h, err := m.attachFK(ctx, live, *p.parent, p.name, strings.TrimSuffix(p.def, " NOT VALID"), opts)
+		if err != nil {
+			return hold, fmt.Errorf("attaching foreign key %s to %s: %w", qi(p.name), *p.parent, err)
 		}
+		hold += h
 	}
-	live, err := relName(ctx, m.pool, liveOID)
-	if err != nil {
-		return err
+	if hold > 0 {
+		total := hold
+		if mig.LastLockHoldSeconds != nil {
+			total += time.Duration(*mig.LastLockHoldSeconds * float64(time.Second))
+		}
+		m.logger.Info("per-leaf foreign keys attached", "id", id, "lock_hold", hold.Round(time.Microsecond), "total_lock_hold", total.Round(time.Microsecond))
+		if err := state.SetLockHold(ctx, m.pool, id, total); err != nil {
+			return hold, err
+		}
+		_ = state.RecordEvent(ctx, m.pool, id, "post_swap_lock", fmt.Sprintf("exclusive lock held %s attaching per-leaf foreign keys", hold.Round(time.Microsecond)))
 	}
 	if _, err := m.pool.Exec(ctx, "ANALYZE "+live); err != nil {
-		return fmt.Errorf("analyzing %s: %w", live, err)
+		return hold, fmt.Errorf("analyzing %s: %w", live, err)
 	}
 	if err := state.ClearPostSwap(ctx, m.pool, id); err != nil {
-		return err
+		return hold, err
 	}
-	return state.RecordEvent(ctx, m.pool, id, "post_swap", fmt.Sprintf("%d foreign key step(s); analyzed %s", len(todo), live))
+	return hold, state.RecordEvent(ctx, m.pool, id, "post_swap", fmt.Sprintf("%d foreign key step(s); analyzed %s", steps, live))
+}
+
+// attachFK adds a foreign key to a partitioned referencing table whose
+// leaves all carry a validated copy of it: PostgreSQL attaches those
+// instead of checking rows, but removes their triggers on the live table
+// and each of its partitions, under ACCESS EXCLUSIVE. So it is done as the
+// swap is: the same lock order (swapLockSQL),
+// lock_timeout with retries, the short deadlock_timeout; and the time the
+// locks were held is returned to be reported with the swap's.
+func (m *Migrator) attachFK(ctx context.Context, live, parent, name, def string, opts CopyOptions) (time.Duration, error) {
+	var hold time.Duration
+	err := m.retry(ctx, "attaching "+name, opts.Retries, func() error {
+		var t0 time.Time
+		err := m.inTx(ctx, m.pool, func(tx pgx.Tx) error {
+			if _, err := exclusiveLockSettings(ctx, tx, opts.LockTimeout); err != nil {
+				return err
+			}
+			for i, st := range swapLockSQL(live, "", []string{parent}) {
+				if _, err := tx.Exec(ctx, st); err != nil {
+					return err
+				}
+				if i == 0 {
+					t0 = time.Now()
+				}
+			}
+			_, err := tx.Exec(ctx, fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", parent, qi(name), def))
+			return err
+		})
+		if err == nil {
+			hold = time.Since(t0)
+		}
+		return err
+	})
+	return hold, err
 }
 
 // snapshotCount counts both tables in one snapshot, outside any lock,

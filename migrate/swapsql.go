@@ -38,6 +38,65 @@ type swapInput struct {
 	renamesLive      []rename // live side to shadow names, applied first
 	renamesShadow    []rename // shadow side to live names
 	identity         []identityCarry
+	serverVersion    int // server_version_num: what a foreign key can be re-created as
+}
+
+// swapLockSQL takes the locks of the swap transaction, in an order that
+// lets the application's writes drain rather than deadlock with it:
+//
+//  1. SHARE on the table (and so its partitions) stops writes to it and
+//     waits for those in flight, while writers of a referencing table go
+//     on: their foreign key checks need only ROW SHARE. A cascade from the
+//     table to a referencing one, which locks the table first, is either
+//     done by then or waits here holding nothing of ours.
+//  2. ACCESS EXCLUSIVE on the referencing tables and views then waits only
+//     for their own writers, which no longer wait for anything we hold.
+//  3. ACCESS EXCLUSIVE on the table (an upgrade) and the other table.
+//
+// Taking the referencing tables first instead deadlocks with every cascade
+// in flight; taking the table first in ACCESS EXCLUSIVE deadlocks with every
+// insert into a referencing table in flight. What still crosses the order
+// (one transaction writing a referencing table, then the table) meets a
+// transaction that notices the deadlock first and retries.
+func swapLockSQL(live, other string, dependents []string) []string {
+	s := []string{fmt.Sprintf("LOCK TABLE %s IN SHARE MODE", live)}
+	if len(dependents) > 0 {
+		s = append(s, fmt.Sprintf("LOCK TABLE %s IN ACCESS EXCLUSIVE MODE", strings.Join(dependents, ", ")))
+	}
+	last := live
+	if other != "" {
+		last += ", " + other
+	}
+	return append(s, fmt.Sprintf("LOCK TABLE %s IN ACCESS EXCLUSIVE MODE", last))
+}
+
+// referencingFKSQL re-creates, on the table that references the migrated
+// one, a foreign key to the table that takes the live name. It is NOT VALID
+// where PostgreSQL allows it, and validated after the commit without
+// blocking writes. PostgreSQL before 18 cannot add a NOT VALID foreign key
+// to a partitioned table: there the key is checked here, under the swap's
+// locks, so its cost is part of the reported lock hold. (NOT VALID keys on
+// each leaf instead made every cascade that moves a referencing row to
+// another partition fail with 23514 until they were attached to a parent
+// constraint, and the attach locked the live table and all its partitions
+// again after the commit: issue 13, D5 and D6.)
+func referencingFKSQL(fk ForeignKey, serverVersion int) string {
+	def := strings.TrimSuffix(fk.Def, " NOT VALID")
+	if fk.Partitioned && serverVersion < 180000 {
+		return fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", qi(fk.Schema, fk.Table), qi(fk.Name), def)
+	}
+	return fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s NOT VALID", qi(fk.Schema, fk.Table), qi(fk.Name), def)
+}
+
+// postSwapFKSQL is what the steps after the commit run for a foreign key
+// re-created by referencingFKSQL: a validation, which takes SHARE UPDATE
+// EXCLUSIVE on the referencing table (and ROW SHARE on the live one), so
+// writes go on; nothing when the key was checked under the swap's locks.
+func postSwapFKSQL(fk ForeignKey, serverVersion int) []string {
+	if fk.Partitioned && serverVersion < 180000 {
+		return nil
+	}
+	return []string{fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", qi(fk.Schema, fk.Table), qi(fk.Name))}
 }
 
 // identityCarry moves an identity sequence past every value in use.
@@ -68,18 +127,8 @@ func swapScript(in swapInput) ([]string, error) {
 		}
 	}
 	for _, fk := range t.ReferencingFKs {
-		def := strings.TrimSuffix(fk.Def, " NOT VALID") + " NOT VALID"
-		s = append(s, fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT %s", qi(fk.Schema, fk.Table), qi(fk.Name)))
-		if fk.Partitioned {
-			// PostgreSQL before 18 cannot add a NOT VALID foreign key to a
-			// partitioned table: add it per leaf, validate each after the
-			// commit, then attach them under a parent constraint.
-			for _, leaf := range fk.LeafPartitions {
-				s = append(s, fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", leaf.Name, qi(fk.Name), def))
-			}
-		} else {
-			s = append(s, fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", qi(fk.Schema, fk.Table), qi(fk.Name), def))
-		}
+		s = append(s, fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT %s", qi(fk.Schema, fk.Table), qi(fk.Name)),
+			referencingFKSQL(fk, in.serverVersion))
 	}
 	for _, v := range t.Views {
 		with, err := reloptionsClause(v.Reloptions)
@@ -228,13 +277,18 @@ func grantSQL(g Grant, table string) string {
 	return sql
 }
 
-// postSwapFKSQL finishes the foreign keys after the swap commits: validate
-// every NOT VALID foreign key that references the live table, then attach
-// per-leaf constraints under their partitioned parent.
+// pendingFKsSQL finds what the steps after the commit finish: every NOT
+// VALID foreign key that references the live table, to validate, and the
+// per-leaf constraints that swaps of earlier versions made on partitioned
+// referencing tables, to attach under their parent (with the parent's
+// name). A key on a partition that its siblings lack is the application's
+// own, and is only validated.
 const pendingFKsSQL = `
 SELECT con.conrelid::pg_catalog.regclass::text, con.conname, pg_catalog.pg_get_constraintdef(con.oid), con.convalidated,
        CASE WHEN c.relispartition AND con.conparentid = 0 THEN
-         (SELECT h.inhparent::pg_catalog.regclass::text FROM pg_catalog.pg_inherits h WHERE h.inhrelid = c.oid) END
+         (SELECT h.inhparent::pg_catalog.regclass::text FROM pg_catalog.pg_inherits h WHERE h.inhrelid = c.oid
+          AND NOT EXISTS (SELECT FROM pg_catalog.pg_inherits s WHERE s.inhparent = h.inhparent AND NOT EXISTS (
+            SELECT FROM pg_catalog.pg_constraint o WHERE o.conrelid = s.inhrelid AND o.conname = con.conname AND o.confrelid = $1 AND o.contype = 'f' AND o.conparentid = 0))) END
 FROM pg_catalog.pg_constraint con JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
 WHERE con.confrelid = $1 AND con.contype = 'f' AND con.conparentid = 0 AND (NOT con.convalidated OR c.relispartition)
 ORDER BY 1, 2`
