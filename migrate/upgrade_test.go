@@ -111,6 +111,10 @@ func TestUpgradeResumesMigrationFromReleaseState(t *testing.T) {
 		cmd string
 		run func() error
 	}{
+		{"plan", func() error {
+			_, err := m.Plan(ctx, PlanRequest{Schema: "public", Table: "tenant_membership", Partitions: 32, Thresholds: thresholds()})
+			return err
+		}},
 		{"status", func() error { _, err := m.Status(ctx, 1); return err }},
 		{"status (all)", func() error { _, err := m.List(ctx); return err }},
 		{"resume", func() error { return m.Resume(ctx, 1, CopyOptions{}, 0) }},

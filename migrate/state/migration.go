@@ -119,7 +119,12 @@ func List(ctx context.Context, q Reader) ([]*Migration, error) {
 }
 
 // NextID is the id the next migration will most likely get (plan shows it).
+// It refuses a state newer than this pgcapacity: plan shows what this
+// binary would run, and it must not run on that state.
 func NextID(ctx context.Context, q Reader) (int64, error) {
+	if err := CheckReadable(ctx, q); err != nil {
+		return 0, err
+	}
 	var stateExists bool
 	if err := q.QueryRow(ctx, `SELECT pg_catalog.to_regclass('pgcapacity.migration') IS NOT NULL`).Scan(&stateExists); err != nil {
 		return 0, err
