@@ -216,9 +216,11 @@ func (d *raceDB) intact() {
 func TestMigrateRaces(t *testing.T) {
 	if cluster.Get(t).Major() < 14 {
 		// migrate needs PostgreSQL 14 (TestMigrateCommand checks the refusal).
+		t.Setenv("PGCAPACITY_DATABASE_URL", newDatabase(t, balancedTable...))
 		var stdout, stderr bytes.Buffer
-		if code := run([]string{"migrate", "plan", "--table", "session", "--partitions", "4"}, &stdout, &stderr); code == exitOK {
-			t.Errorf("plan on PostgreSQL %d: exit 0, want the refusal", cluster.Get(t).Major())
+		code := run([]string{"migrate", "plan", "--table", "session", "--partitions", "4"}, &stdout, &stderr)
+		if code != exitFinding || !strings.Contains(stdout.String()+stderr.String(), "PostgreSQL 14 or newer is needed") {
+			t.Errorf("plan on PostgreSQL %d: exit %d, want the refusal\n%s%s", cluster.Get(t).Major(), code, stdout.String(), stderr.String())
 		}
 		return
 	}
