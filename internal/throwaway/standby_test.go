@@ -6,16 +6,30 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/sigid/pgcapacity/internal/throwaway"
 	"github.com/sigid/pgcapacity/internal/throwaway/pgtest"
 )
 
 // A standby replays the primary's writes, refuses its own, and accepts
-// them once promoted.
+// them once promoted; made with pg_basebackup where the build has it, and
+// with the low-level backup that stands in where it does not.
 func TestStandbyReplaysAndPromotes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts throwaway.StandbyOptions
+	}{
+		{"pg_basebackup where present", throwaway.StandbyOptions{}},
+		{"low-level base backup", throwaway.StandbyOptions{LowLevelBackup: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { standbyReplaysAndPromotes(t, tc.opts) })
+	}
+}
+
+func standbyReplaysAndPromotes(t *testing.T, opts throwaway.StandbyOptions) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	url := pgtest.NewDatabase(t, &cluster)
-	standby := pgtest.NewStandby(t, &cluster)
+	standby := pgtest.NewStandbyWith(t, &cluster, opts)
 	primary, err := pgx.Connect(ctx, url)
 	if err != nil {
 		t.Fatal(err)

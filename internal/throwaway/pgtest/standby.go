@@ -23,10 +23,16 @@ type Standby struct {
 // replayed DROP DATABASE.
 func NewStandby(t testing.TB, cluster *Cluster) *Standby {
 	t.Helper()
+	return NewStandbyWith(t, cluster, throwaway.StandbyOptions{})
+}
+
+// NewStandbyWith is NewStandby with options.
+func NewStandbyWith(t testing.TB, cluster *Cluster, opts throwaway.StandbyOptions) *Standby {
+	t.Helper()
 	primary := cluster.Get(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	s, err := primary.StartStandby(ctx)
+	s, err := primary.StartStandby(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
