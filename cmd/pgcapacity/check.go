@@ -111,6 +111,23 @@ func standbyNotJudged(r *playbook.Report) {
 		r.Findings[i].Holds = false
 		r.Findings[i].Detail = notJudgedOnStandby
 	}
+	// None holds: back from holding-first to Evaluate's order, table by
+	// table in the rules' order, the server's rules last.
+	rule, table := map[string]int{}, map[string]int{"": len(r.Tables)}
+	for i, ru := range playbook.Rules() {
+		rule[ru.Name] = i
+	}
+	for i, t := range r.Tables {
+		table[t.Schema+"."+t.Table] = i
+	}
+	key := func(f playbook.Finding) int {
+		name := f.Schema + "." + f.Table
+		if f.Table == "" {
+			name = ""
+		}
+		return table[name]*100 + rule[f.Rule]
+	}
+	slices.SortStableFunc(r.Findings, func(a, b playbook.Finding) int { return key(a) - key(b) })
 	for i := range r.Tables {
 		r.Tables[i].ParentStatisticsStale = false
 	}
