@@ -308,7 +308,7 @@ func (m *Migrator) copy(ctx context.Context, mig *Migration, opts CopyOptions) e
 	}
 	var limiter *rate.Limiter
 	if opts.MaxRowsPerSecond > 0 {
-		limiter = rate.NewLimiter(rate.Limit(opts.MaxRowsPerSecond), max(opts.BatchSize, int(opts.MaxRowsPerSecond)))
+		limiter = newRowLimiter(opts.MaxRowsPerSecond, opts.BatchSize, time.Now())
 	}
 	started, startBlocks := time.Now(), doneBlocks.Load()
 	report := func() {
@@ -458,6 +458,16 @@ func (m *Migrator) copyPartition(ctx context.Context, id int64, t *Table, n name
 		}
 	}
 	return nil
+}
+
+// newRowLimiter limits the copy to rowsPerSecond, charged after each batch
+// (chargeRows). It starts empty: a full bucket let the first burst (a batch
+// or a second's rows, whichever is more) through free, so a copy of a few
+// bursts ran far above the limit.
+func newRowLimiter(rowsPerSecond float64, batch int, now time.Time) *rate.Limiter {
+	limiter := rate.NewLimiter(rate.Limit(rowsPerSecond), max(batch, int(rowsPerSecond), 1))
+	limiter.ReserveN(now, limiter.Burst())
+	return limiter
 }
 
 // chargeRows charges every copied row to the limiter, in pieces of at most
