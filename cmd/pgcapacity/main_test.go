@@ -231,6 +231,10 @@ func TestConfigurationErrorsExit2NamingTheVariable(t *testing.T) {
 		{"PGCAPACITY_TABLES", "a.b.c", "PGCAPACITY_TABLES"},
 		{"PGCAPACITY_LOG_LEVEL", "loud", "PGCAPACITY_LOG_LEVEL"},
 		{"PGCAPACITY_DATABASE_URL", "postgres://u:hunter2@[::1", "PGCAPACITY_DATABASE_URL"},
+		// Timeouts the server would refuse (issue 14 item 3): every
+		// connection would fail, so they stop the process instead.
+		{"PGCAPACITY_QUERY_TIMEOUT", "13d", "PGCAPACITY_QUERY_TIMEOUT: 13d is more than PostgreSQL accepts"},
+		{"PGCAPACITY_LOCK_TIMEOUT", "30d", "PGCAPACITY_LOCK_TIMEOUT: 30d is more than PostgreSQL accepts"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.variable, func(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -134,20 +135,45 @@ func TestServeLeavesNoConnectionsBehind(t *testing.T) {
 	})
 }
 
+// An admin-ops queries file with anything but a single SELECT, or a SELECT
+// the database refuses, stops serve at start (exit 2, the check named),
+// and a writing query never reaches the database: the rows it would
+// delete are still there.
 func TestServeRefusesAnAdminopsQueryThatDoesNotFit(t *testing.T) {
-	dbURL := newDatabase(t, balancedTable...)
-	file := filepath.Join(t.TempDir(), "adminops.yaml")
-	yaml := "checks:\n  admins_without_mfa:\n    query: SELECT 1 AS tenant, 2 AS findings, 3 AS extra\n"
-	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name, query, want string
+	}{
+		{"wrong result columns", "SELECT 1 AS tenant, 2 AS findings, 3 AS extra", "admins_without_mfa"},
+		{"a DELETE", "DELETE FROM session RETURNING tenant_id::text AS tenant, 1 AS findings", `is not a SELECT (it starts with "DELETE")`},
+		{"a DELETE in a CTE", "WITH gone AS (DELETE FROM session RETURNING tenant_id) SELECT tenant_id::text AS tenant, count(*) AS findings FROM gone GROUP BY 1", "contains a DELETE"},
+		{"a second statement", "SELECT 'x' AS tenant, 1 AS findings; DELETE FROM session", "more than one statement"},
 	}
-	t.Setenv("PGCAPACITY_DATABASE_URL", dbURL)
-	t.Setenv("PGCAPACITY_ADMINOPS_QUERIES_FILE", file)
-	t.Setenv("PGCAPACITY_LISTEN_ADDRESS", testutil.FreeAddress(t))
-	var stdout, stderr bytes.Buffer
-	code := run([]string{"serve"}, &stdout, &stderr)
-	if code != exitError || !strings.Contains(stderr.String(), "admins_without_mfa") {
-		t.Errorf("exit %d, stderr:\n%s", code, stderr.String())
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dbURL := newDatabase(t, balancedTable...)
+			file := filepath.Join(t.TempDir(), "adminops.yaml")
+			yaml := "checks:\n  admins_without_mfa:\n    query: " + strconv.Quote(tc.query) + "\n"
+			if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			t.Setenv("PGCAPACITY_DATABASE_URL", dbURL)
+			t.Setenv("PGCAPACITY_ADMINOPS_QUERIES_FILE", file)
+			t.Setenv("PGCAPACITY_LISTEN_ADDRESS", testutil.FreeAddress(t))
+			var stdout, stderr bytes.Buffer
+			code := run([]string{"serve"}, &stdout, &stderr)
+			if code != exitError || !strings.Contains(stderr.String(), "admins_without_mfa") || !strings.Contains(stderr.String(), tc.want) {
+				t.Errorf("exit %d, want %d with a line naming admins_without_mfa and saying %q; stderr:\n%s", code, exitError, tc.want, stderr.String())
+			}
+			conn, err := pgx.Connect(context.Background(), dbURL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(context.Background())
+			var rows int
+			if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM session").Scan(&rows); err != nil || rows != 2000 {
+				t.Errorf("session holds %d rows (%v) after serve refused the file, want all 2000", rows, err)
+			}
+		})
 	}
 }
 

@@ -43,6 +43,7 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		// The parameter and the file are named, the password never.
 		{"PGCAPACITY_DATABASE_URL", "postgres://u:topsecret@host/db?connect_timeout=x", "invalid connect_timeout"},
 		{"PGCAPACITY_DATABASE_URL", "postgres://u:topsecret@host/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem", "parameter sslrootcert: failed to configure TLS (unable to read CA file: open /nonexistent/ca.pem"},
+		{"PGCAPACITY_DATABASE_URL", "postgres://u:topsecret@host/db?sslmode=require&sslcert=/nonexistent/c.pem&sslkey=/nonexistent/k.pem", "parameter sslkey: failed to configure TLS (unable to read sslkey: open /nonexistent/k.pem"},
 		// PostgreSQL takes int milliseconds; the statement timeout is doubled
 		// for idle_in_transaction_session_timeout.
 		{"PGCAPACITY_QUERY_TIMEOUT", "30d", "more than PostgreSQL accepts"},
