@@ -166,7 +166,11 @@ func httpClient(t *testing.T, cert testutil.Certificate, serverName string, veri
 // HTTPS without the password by basic auth.
 func checkMainListenerLocked(t *testing.T, e *exporter, cert testutil.Certificate) {
 	t.Helper()
-	main := e.addrs["9842"]
+	_, port, _ := strings.Cut(configDefault(t, "ListenAddress"), ":")
+	main, ok := e.addrs[port]
+	if !ok {
+		t.Fatalf("the exporter does not listen on the default port %s (%v)", port, e.addrs)
+	}
 	if code, _, err := httpGet(httpClient(t, cert, "", false), "http://"+main+"/healthz", "", ""); err != nil || code != http.StatusBadRequest {
 		t.Errorf("GET http://%s/healthz: %d (%v), want 400: the main listener should be TLS", main, code, err)
 	}
