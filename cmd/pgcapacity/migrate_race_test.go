@@ -36,7 +36,8 @@ type raceDB struct {
 	mu      sync.Mutex
 	ledger  []int64
 	errs    int
-	stopW   context.CancelFunc
+	next    int64 // the id the writer inserts next
+	stopW   func()
 	writers sync.WaitGroup
 }
 
@@ -57,7 +58,7 @@ func newRaceDB(t *testing.T, bin string) *raceDB {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	return &raceDB{t: t, bin: bin, url: url, pool: pool}
+	return &raceDB{t: t, bin: bin, url: url, pool: pool, next: 1_000_000}
 }
 
 // command prepares one pgcapacity process.
@@ -147,26 +148,30 @@ func (d *raceDB) start(extra ...string) {
 }
 
 // write inserts rows through the table's name until stopped, keeping the
-// ids that committed.
+// ids that committed. An insert once sent is never cancelled, so that the
+// ledger knows the fate of every one.
 func (d *raceDB) write() {
-	ctx, cancel := context.WithCancel(context.Background())
-	d.stopW = cancel
+	stop := make(chan struct{})
+	d.stopW = func() { close(stop) }
 	d.writers.Add(1)
 	go func() {
 		defer d.writers.Done()
-		for next := int64(1_000_000); ctx.Err() == nil; next++ {
-			if _, err := d.pool.Exec(ctx, `INSERT INTO public.session (tenant_id, id) VALUES (gen_random_uuid(), $1)`, next); err != nil {
-				if ctx.Err() == nil {
-					d.mu.Lock()
-					d.errs++
-					d.mu.Unlock()
-				}
-				continue
-			}
+		for {
+			d.next++
+			next := d.next
+			_, err := d.pool.Exec(context.Background(), `INSERT INTO public.session (tenant_id, id) VALUES (gen_random_uuid(), $1)`, next)
 			d.mu.Lock()
-			d.ledger = append(d.ledger, next)
+			if err != nil {
+				d.errs++
+			} else {
+				d.ledger = append(d.ledger, next)
+			}
 			d.mu.Unlock()
-			time.Sleep(50 * time.Millisecond)
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
 		}
 	}()
 }
@@ -183,6 +188,10 @@ func (d *raceDB) stopWriting() {
 func (d *raceDB) intact() {
 	d.t.Helper()
 	ctx := context.Background()
+	// The writer pauses, so that the ledger and the table are compared at
+	// one moment.
+	d.stopWriting()
+	defer d.write()
 	var rows, found int64
 	d.mu.Lock()
 	ledger := append([]int64(nil), d.ledger...)
@@ -192,7 +201,9 @@ func (d *raceDB) intact() {
 		d.t.Fatal(err)
 	}
 	if found != int64(len(ledger)) || rows != 2000+int64(len(ledger)) {
-		d.t.Errorf("public.session has %d rows, %d of the %d committed inserts; want %d rows, all of them", rows, found, len(ledger), 2000+len(ledger))
+		var extra string
+		_ = d.pool.QueryRow(ctx, `SELECT coalesce(string_agg(tenant_id || '/' || id, ' '), '') FROM public.session WHERE id > 2000 AND id <> ALL($1)`, ledger).Scan(&extra)
+		d.t.Errorf("public.session has %d rows, %d of the %d committed inserts; want %d rows, all of them (rows not in the ledger: %s; %d inserts failed)", rows, found, len(ledger), 2000+len(ledger), extra, errs)
 	}
 	if errs > 0 {
 		d.t.Logf("%d inserts failed (not committed, not in the ledger)", errs)
