@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"fmt"
+	"sort"
 	"sync"
 	"time"
 
@@ -13,41 +14,15 @@ import (
 	"github.com/sigid/pgcapacity/internal/playbook/vacuumlag"
 )
 
-// partitionTreeCTE lists every top-level partitioned table (root) with all
-// its descendants; leaves are the relkind 'r' rows. Multi-level partitions
-// roll up to their root this way. Catalog reads only: no relation locks.
-// roots is MATERIALIZED so its key-column subqueries run once per table,
-// not once per partition (4,096 partitions: 0.9 s against 0.3 s).
+// partitionTreeCTE is the full walk of the partition tree: roots and
+// leaves (catalog.go). Catalog reads only: no relation locks.
 const partitionTreeCTE = `
-WITH RECURSIVE tree AS (
-    SELECT pt.partrelid AS root, pt.partrelid AS relid
-    FROM pg_catalog.pg_partitioned_table pt
-    WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid = pt.partrelid)
-  UNION ALL
-    SELECT t.root, i.inhrelid
-    FROM tree t JOIN pg_catalog.pg_inherits i ON i.inhparent = t.relid
-),
-roots AS MATERIALIZED (
-    SELECT pt.partrelid AS root, rn.nspname AS root_schema, r.relname AS root_name,
-           CASE pt.partstrat WHEN 'h' THEN 'hash' WHEN 'l' THEN 'list' WHEN 'r' THEN 'range' ELSE pt.partstrat::text END AS strategy,
-           coalesce((SELECT string_agg(coalesce(a.attname::text, 'expression'), ',' ORDER BY k.ord)
-                     FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY AS k(attnum, ord)
-                     LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = pt.partrelid AND a.attnum = k.attnum), '') AS partition_key,
-           (SELECT a.attname::text FROM pg_catalog.pg_attribute a
-             WHERE a.attrelid = pt.partrelid AND a.attnum = pt.partattrs[0]) AS first_key_column,
-           greatest(pg_catalog.pg_stat_get_last_analyze_time(pt.partrelid), pg_catalog.pg_stat_get_last_autoanalyze_time(pt.partrelid)) AS parent_analyzed,
-           (r.reltuples >= 0 AND current_setting('server_version_num')::int >= 140000)
-             OR EXISTS (SELECT 1 FROM pg_catalog.pg_stats s WHERE s.schemaname = rn.nspname AND s.tablename = r.relname) AS parent_has_statistics
-    FROM pg_catalog.pg_partitioned_table pt
-    JOIN pg_catalog.pg_class r ON r.oid = pt.partrelid
-    JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
+WITH RECURSIVE` + treeWalkCTE + `,
+roots AS MATERIALIZED (` + rootColumnsFrom + `
     WHERE pt.partrelid IN (SELECT root FROM tree WHERE root = relid)
 ),
-leaves AS (
-    SELECT t.root, c.oid, c.relname, cn.nspname, c.reltuples, c.reltoastrelid, c.relfrozenxid, c.relpages, c.reloptions
-    FROM tree t
-    JOIN pg_catalog.pg_class c ON c.oid = t.relid AND c.relkind = 'r'
-    JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
+leaves AS (` + leafSelect + `
+    FROM tree t` + leafJoins + `
 )`
 
 // settingsSQL reads the server settings of a round. autovacuum_vacuum_max_threshold
@@ -63,27 +38,80 @@ SELECT pg_catalog.pg_size_bytes(current_setting('shared_buffers'))::float8,
        current_setting('server_version_num')::int,
        now(),
        pg_catalog.pg_is_in_recovery(),
-       pg_catalog.pg_postmaster_start_time()`
+       pg_catalog.pg_postmaster_start_time(),
+       pg_catalog.age('3'::xid)`
 
-// statsSQL reads one row per root and leaf partition. Statistics come from
-// the pg_stat_get_* functions by OID (what pg_stat_user_tables wraps), which
-// take no locks.
-const statsSQL = partitionTreeCTE + `
-SELECT r.root, r.root_schema, r.root_name, r.strategy, r.partition_key, coalesce(r.first_key_column, ''),
-       r.parent_analyzed, r.parent_has_statistics,
-       l.oid, coalesce(l.nspname, ''), coalesce(l.relname, ''),
-       coalesce(l.reltuples, 0)::float8,
+// statsSQL reads the tree and its statistics: the walk when the catalog
+// signature differs from $1, else the cached OIDs ($2 roots; $3 leaves with
+// $4 their TOAST tables and $5 their vacuum and analyze counters when last
+// read; $6 pg_class's and pg_namespace's counters when last read), and each
+// leaf's pg_class columns only when they may have changed (catalog.go).
+// Rows of kind 0 are the walk's, a root with one leaf and its statistics;
+// else kind 1 is a root, kind 2 a leaf's statistics, kind 3 a leaf's
+// pg_class columns. The cached branch joins nothing per leaf: at 4,096
+// partitions every join costs as much as all the statistics functions.
+// Statistics come from the pg_stat_get_* functions by OID (what
+// pg_stat_user_tables wraps), which take no locks.
+const statsSQL = `
+WITH RECURSIVE` + treeSignatureCTE + `,` + treeWalkCTE + `,
+roots AS MATERIALIZED (` + rootColumnsFrom + `
+    WHERE pt.partrelid IN (SELECT root FROM tree WHERE root = relid)
+),
+leaves AS (` + leafSelect + `
+    FROM tree t` + leafJoins + `
+),
+-- MATERIALIZED: every counter is read before any pg_class row, so a
+-- VACUUM finishing meanwhile makes the next round read the row again.
+cached AS MATERIALIZED (
+    SELECT t.relid AS oid, t.toast, t.last, ` + leafKeyCached + ` AS key
+    FROM unnest($3::oid[], $4::oid[], $5::int8[]) AS t(relid, toast, last)
+    WHERE (SELECT s FROM sig) = $1
+),
+reread AS (
+    SELECT c.oid, cn.nspname, c.relname, c.reltuples, c.reloptions, c.reltoastrelid, c.relfrozenxid,
+           toast.relfrozenxid AS toast_frozen
+    FROM cached t
+    JOIN pg_catalog.pg_class c ON c.oid = t.oid
+    JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
+    LEFT JOIN pg_catalog.pg_class toast ON toast.oid = c.reltoastrelid
+    WHERE t.key IS DISTINCT FROM t.last OR (SELECT in_recovery OR catalog_key IS DISTINCT FROM $6 FROM sig)
+)
+SELECT 0::int2 AS kind, (SELECT s FROM sig), (SELECT catalog_key FROM sig),
+       r.root, r.root_schema, r.root_name, r.strategy, r.partition_key, r.first_key_column, r.parent_analyzed, r.parent_has_statistics,
+       l.oid, l.nspname, l.relname, l.reltuples::float8, l.reloptions, l.reltoastrelid, l.relfrozenxid, toast.relfrozenxid,
+       ` + leafKeyWalked + `,` + leafStatistics + `
+FROM roots r
+LEFT JOIN leaves l ON l.root = r.root
+LEFT JOIN pg_catalog.pg_class toast ON toast.oid = l.reltoastrelid
+WHERE (SELECT s FROM sig) IS DISTINCT FROM $1
+UNION ALL
+SELECT 1, NULL, (SELECT catalog_key FROM sig),
+       r.root, r.root_schema, r.root_name, r.strategy, r.partition_key, r.first_key_column, r.parent_analyzed, r.parent_has_statistics,
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, NULL, NULL, NULL
+FROM (` + rootColumnsFrom + `
+    WHERE pt.partrelid = ANY ($2::oid[])) r
+WHERE (SELECT s FROM sig) = $1
+UNION ALL
+SELECT 2, NULL, NULL,
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       l.oid, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       l.key,` + leafStatistics + `
+FROM cached l
+UNION ALL
+SELECT 3, NULL, NULL,
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       c.oid, c.nspname, c.relname, c.reltuples::float8, c.reloptions, c.reltoastrelid, c.relfrozenxid, c.toast_frozen,
+       NULL, NULL, NULL, NULL, NULL, NULL
+FROM reread c`
+
+// leafStatistics are the statistics of leaf l.
+const leafStatistics = `
        coalesce(pg_catalog.pg_stat_get_live_tuples(l.oid), 0)::float8,
        coalesce(pg_catalog.pg_stat_get_dead_tuples(l.oid), 0)::float8,
        coalesce(pg_catalog.pg_stat_get_mod_since_analyze(l.oid), 0)::float8,
        greatest(pg_catalog.pg_stat_get_last_vacuum_time(l.oid), pg_catalog.pg_stat_get_last_autovacuum_time(l.oid)),
-       greatest(pg_catalog.pg_stat_get_last_analyze_time(l.oid), pg_catalog.pg_stat_get_last_autoanalyze_time(l.oid)),
-       coalesce(l.reloptions, '{}'),
-       coalesce(greatest(age(l.relfrozenxid), age(toast.relfrozenxid)), 0)::float8
-FROM roots r
-LEFT JOIN leaves l ON l.root = r.root
-LEFT JOIN pg_catalog.pg_class toast ON toast.oid = l.reltoastrelid
-ORDER BY r.root_schema, r.root_name, l.relname`
+       greatest(pg_catalog.pg_stat_get_last_analyze_time(l.oid), pg_catalog.pg_stat_get_last_autoanalyze_time(l.oid))`
 
 // vacuumTimeSQL reads PostgreSQL 18's cumulative vacuum time per partition
 // (milliseconds); the functions do not exist before 18, so it runs only there.
@@ -117,6 +145,8 @@ type Stats struct {
 
 	mu   sync.Mutex
 	lags map[uint32]lagState // by partition OID; state kept across rounds
+
+	catalog statsCacheLock
 }
 
 // lagState remembers since when a partition's dead rows (or modified rows)
@@ -158,18 +188,21 @@ func (s *Stats) sample(ctx context.Context, db *pgxpool.Pool) (Server, []Table, 
 	var batch pgx.Batch
 	var srv Server
 	var maxThreshold *string
+	var age3 int32 // age('3'::xid): the next transaction id is age3 + 3
 	batch.Queue(settingsSQL).QueryRow(func(row pgx.Row) error {
 		if err := row.Scan(&srv.SharedBuffersBytes, &srv.FreezeMaxAge, &srv.VacuumThreshold, &srv.VacuumScaleFactor,
-			&srv.AnalyzeThreshold, &srv.AnalyzeScaleFactor, &maxThreshold, &srv.VersionNum, &srv.Now, &srv.InRecovery, &srv.StartedAt); err != nil {
+			&srv.AnalyzeThreshold, &srv.AnalyzeScaleFactor, &maxThreshold, &srv.VersionNum, &srv.Now, &srv.InRecovery, &srv.StartedAt, &age3); err != nil {
 			return err
 		}
 		srv.VacuumMaxThreshold = vacuumlag.ParseMaxThreshold(maxThreshold)
 		return nil
 	})
 	var tables []Table
-	batch.Queue(statsSQL).Query(func(rows pgx.Rows) error {
-		var err error
-		tables, err = s.scanTables(rows, &srv)
+	cache := s.catalog.load()
+	batch.Queue(statsSQL, cache.args()...).Query(func(rows pgx.Rows) error {
+		// The settings row has been read: the batch answers in order.
+		next, err := s.scanTables(rows, &srv, cache, uint32(age3)+3)
+		tables = next
 		return err
 	})
 	if err := db.SendBatch(ctx, &batch).Close(); err != nil {
@@ -226,63 +259,184 @@ func readVacuumTime(ctx context.Context, db *pgxpool.Pool, tables []Table) error
 	return nil
 }
 
-func (s *Stats) scanTables(rows pgx.Rows, srv *Server) ([]Table, error) {
-	var tables []Table
+// statsRow is one row of statsSQL; which columns are set depends on kind.
+type statsRow struct {
+	kind                int16
+	signature           *string
+	catalogKey          *int64
+	root                *uint32
+	rootInfo            rootRow
+	oid                 *uint32
+	leaf                cachedLeaf // the pg_class columns (kinds 0 and 3)
+	key                 *int64
+	stats               Partition // live, dead, modified rows, last vacuum and analyze
+	lastVacuum, lastAna *time.Time
+}
+
+// rootRow is a root's description.
+type rootRow struct {
+	schema, name, strategy, key string
+	firstKey                    *string
+	parentAnalyzed              *time.Time
+	parentHasStatistics         *bool
+}
+
+func scanStatsRow(rows pgx.Rows) (statsRow, error) {
+	var (
+		r                           statsRow
+		schema, name, strategy, key *string
+		leafSchema, leafName        *string
+		reltuples                   *float64
+		toast, frozen, toastFrozen  *uint32
+		live, dead, modified        *float64
+	)
+	err := rows.Scan(&r.kind, &r.signature, &r.catalogKey,
+		&r.root, &schema, &name, &strategy, &key, &r.rootInfo.firstKey, &r.rootInfo.parentAnalyzed, &r.rootInfo.parentHasStatistics,
+		&r.oid, &leafSchema, &leafName, &reltuples, &r.leaf.reloptions, &toast, &frozen, &toastFrozen,
+		&r.key, &live, &dead, &modified, &r.lastVacuum, &r.lastAna)
+	r.rootInfo.schema, r.rootInfo.name, r.rootInfo.strategy, r.rootInfo.key = deref(schema), deref(name), deref(strategy), deref(key)
+	r.leaf.schema, r.leaf.name, r.leaf.reltuples = deref(leafSchema), deref(leafName), deref(reltuples)
+	r.leaf.toast, r.leaf.frozenXID, r.leaf.toastFrozenXID = deref(toast), deref(frozen), deref(toastFrozen)
+	r.stats.LiveRows, r.stats.DeadRows, r.stats.ModSinceAnalyze = deref(live), deref(dead), deref(modified)
+	return r, err
+}
+
+// scanTables reads statsSQL's rows into tables, taking what they leave
+// out from the cache they were asked with (old), and stores the next cache.
+func (s *Stats) scanTables(rows pgx.Rows, srv *Server, old *statsCache, nextXID uint32) ([]Table, error) {
+	next := &statsCache{byOID: map[uint32]int{}, catalogKey: -1}
+	roots := map[uint32]rootRow{}
+	stats := map[uint32]statsRow{}  // by leaf OID
+	reread := map[uint32]statsRow{} // by leaf OID
+	walked := false
 	for rows.Next() {
-		var (
-			rootOID                               uint32
-			schema, name, strategy, key, firstKey string
-			oid                                   *uint32
-			leafSchema, leafName                  string
-			p                                     Partition
-			lastVacuum, lastAnalyze               *time.Time
-			reloptions                            []string
-			parentAnalyzed                        *time.Time
-			parentHasStatistics                   bool
-		)
-		if err := rows.Scan(&rootOID, &schema, &name, &strategy, &key, &firstKey, &parentAnalyzed, &parentHasStatistics, &oid, &leafSchema, &leafName,
-			&p.Reltuples, &p.LiveRows, &p.DeadRows, &p.ModSinceAnalyze, &lastVacuum, &lastAnalyze,
-			&reloptions, &p.XIDAge); err != nil {
+		r, err := scanStatsRow(rows)
+		if err != nil {
 			return nil, fmt.Errorf("scanning partition statistics: %w", err)
 		}
+		if r.catalogKey != nil {
+			next.catalogKey = *r.catalogKey
+		}
+		switch r.kind {
+		case 0, 1:
+			if _, seen := roots[*r.root]; !seen {
+				roots[*r.root] = r.rootInfo
+				next.roots = append(next.roots, *r.root)
+			}
+			if r.kind == 0 {
+				walked = true
+				next.signature = deref(r.signature)
+			}
+			if r.kind == 1 || r.oid == nil {
+				continue // a root's row, or a partitioned table without partitions yet
+			}
+			r.leaf.oid, r.leaf.root = *r.oid, *r.root
+			r.leaf.key = deref(r.key)
+			next.byOID[r.leaf.oid] = len(next.leaves)
+			next.leaves = append(next.leaves, r.leaf)
+			stats[r.leaf.oid] = r
+		case 2:
+			stats[*r.oid] = r
+		case 3:
+			reread[*r.oid] = r
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if !walked && len(roots) > 0 && old != nil {
+		// The cached tree: each leaf's pg_class columns read again or kept.
+		next.signature = old.signature
+		for _, l := range old.leaves {
+			st, ok := stats[l.oid]
+			if !ok {
+				return nil, fmt.Errorf("reading partition statistics: no statistics for cached partition OID %d", l.oid)
+			}
+			if r, ok := reread[l.oid]; ok {
+				r.leaf.oid, r.leaf.root = l.oid, l.root
+				l = r.leaf
+			}
+			l.key = deref(st.key)
+			next.byOID[l.oid] = len(next.leaves)
+			next.leaves = append(next.leaves, l)
+		}
+	}
+
+	var tables []Table
+	byRoot := map[uint32]int{}
+	for _, oid := range next.roots {
+		info := roots[oid]
 		// migrate's tables are hash-partitioned: kept until the records
 		// say whether they are migrate's or watched (splitOwned).
-		if strategy != "hash" && !s.selection.watched(schema, name, strategy) {
+		if info.strategy != "hash" && !s.selection.watched(info.schema, info.name, info.strategy) {
 			continue
 		}
-		if n := len(tables); n == 0 || tables[n-1].OID != rootOID {
-			tenantKey := firstKey
-			if tenantKey == "" {
-				tenantKey = s.selection.TenantColumn
-			}
-			tables = append(tables, Table{OID: rootOID, Schema: schema, Name: name, Strategy: strategy, PartitionKey: key,
-				TenantKey: tenantKey, Hot: matchAny(s.selection.HotTables, schema, name),
-				ParentStatisticsMissing: parentAnalyzed == nil && !parentHasStatistics})
-			if parentAnalyzed != nil {
-				tables[len(tables)-1].ParentAnalyzed = *parentAnalyzed
-			}
+		tenantKey := deref(info.firstKey)
+		if tenantKey == "" {
+			tenantKey = s.selection.TenantColumn
 		}
-		if oid == nil {
-			continue // a partitioned table without partitions yet
+		t := Table{OID: oid, Schema: info.schema, Name: info.name, Strategy: info.strategy, PartitionKey: info.key,
+			TenantKey: tenantKey, Hot: matchAny(s.selection.HotTables, info.schema, info.name),
+			ParentStatisticsMissing: info.parentAnalyzed == nil && !deref(info.parentHasStatistics)}
+		if info.parentAnalyzed != nil {
+			t.ParentAnalyzed = *info.parentAnalyzed
 		}
-		p.OID = *oid
-		p.Name = partitionLabel(schema, leafSchema, leafName)
+		byRoot[oid] = len(tables)
+		tables = append(tables, t)
+	}
+	for _, l := range next.leaves {
+		ti, ok := byRoot[l.root]
+		if !ok {
+			continue
+		}
+		st := stats[l.oid]
+		p := st.stats
+		p.OID = l.oid
+		p.Name = partitionLabel(tables[ti].Schema, l.schema, l.name)
+		p.Reltuples = l.reltuples
+		if l.frozenXID != 0 {
+			p.XIDAge = xidAge(nextXID, l.frozenXID)
+		}
+		if l.toastFrozenXID != 0 {
+			p.XIDAge = max(p.XIDAge, xidAge(nextXID, l.toastFrozenXID))
+		}
 		if srv.InRecovery {
 			// n_live_tup is not replicated; reltuples is, as of the
 			// primary's last VACUUM or ANALYZE.
 			p.LiveRows = max(p.Reltuples, 0)
 		}
-		if lastVacuum != nil {
-			p.LastVacuum = *lastVacuum
+		if st.lastVacuum != nil {
+			p.LastVacuum = *st.lastVacuum
 		}
-		if lastAnalyze != nil {
-			p.LastAnalyze = *lastAnalyze
+		if st.lastAna != nil {
+			p.LastAnalyze = *st.lastAna
 		}
-		setThresholds(&p, *srv, reloptions)
-		t := &tables[len(tables)-1]
-		t.Partitions = append(t.Partitions, p)
+		setThresholds(&p, *srv, l.reloptions)
+		tables[ti].Partitions = append(tables[ti].Partitions, p)
 	}
-	return tables, rows.Err()
+	// In PostgreSQL's order before the cache: by table, then by relname.
+	sort.SliceStable(tables, func(i, j int) bool {
+		if tables[i].Schema != tables[j].Schema {
+			return tables[i].Schema < tables[j].Schema
+		}
+		return tables[i].Name < tables[j].Name
+	})
+	for ti := range tables {
+		ps := tables[ti].Partitions
+		sort.SliceStable(ps, func(i, j int) bool {
+			return next.leaves[next.byOID[ps[i].OID]].name < next.leaves[next.byOID[ps[j].OID]].name
+		})
+	}
+	switch {
+	case len(next.roots) == 0:
+		next = nil // nothing to cache: the next round walks again
+	case walked:
+		next.catalogKey = -1 // read every row again next round, counters first
+	case old.rounds+1 < fullReadEvery:
+		next.rounds = old.rounds + 1
+	}
+	s.catalog.store(next)
+	return tables, nil
 }
 
 // setThresholds sets a partition's autovacuum and autoanalyze triggers by

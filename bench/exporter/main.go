@@ -51,6 +51,9 @@ type options struct {
 	hold           bool
 	fleet          bool
 	dbTimeWindow   time.Duration
+	fleetSizes     string
+	modes          string
+	topStatements  int
 }
 
 func main() {
@@ -65,6 +68,9 @@ func main() {
 	flag.BoolVar(&o.hold, "hold", false, "load the full-scale database, print its URL and wait (for EXPLAIN by hand)")
 	flag.BoolVar(&o.fleet, "fleet", false, "print series per database in each partition detail mode at 4 × 16, 256 and 1,024 partitions instead")
 	flag.DurationVar(&o.dbTimeWindow, "dbtime", 0, "with -fleet: also run serve at the default intervals this long and report its database time per hour from pg_stat_statements (0: skip)")
+	flag.StringVar(&o.fleetSizes, "fleet-partitions", "16,256,1024", "with -fleet: partitions per table of each database, comma-separated")
+	flag.StringVar(&o.modes, "modes", "auto,all,top,none", "with -fleet: the PGCAPACITY_PARTITION_DETAIL modes whose series are counted, comma-separated (empty: none)")
+	flag.IntVar(&o.topStatements, "top-statements", 10, "with -dbtime: print this many of the costliest statements to stderr")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -436,7 +442,20 @@ func runFleet(ctx context.Context, cluster *throwaway.Cluster, logger *slog.Logg
 	if err != nil {
 		return err
 	}
-	modes := []string{"auto", "all", "top", "none"}
+	var modes []string
+	for _, m := range strings.Split(o.modes, ",") {
+		if m = strings.TrimSpace(m); m != "" {
+			modes = append(modes, m)
+		}
+	}
+	var sizes []int
+	for _, f := range strings.Split(o.fleetSizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return fmt.Errorf("-fleet-partitions %q: want positive partition counts separated by commas, such as 16,256,1024", o.fleetSizes)
+		}
+		sizes = append(sizes, n)
+	}
 	type row struct {
 		partitions int
 		series     map[string]int
@@ -445,14 +464,14 @@ func runFleet(ctx context.Context, cluster *throwaway.Cluster, logger *slog.Logg
 	}
 	var rows []row
 	o.scrapers = 0 // series and RSS only
-	for _, n := range []int{16, 256, 1024} {
+	for _, n := range sizes {
 		url, err := createLoaded(ctx, cluster, logger, fmt.Sprintf("fleet_%d", n), n, o)
 		if err != nil {
 			return err
 		}
 		r := row{partitions: o.tables * n, series: map[string]int{}}
 		if o.dbTimeWindow > 0 {
-			if r.dbTime, err = measureDBTime(ctx, cluster, bin, fmt.Sprintf("fleet_%d", n), url, o.dbTimeWindow); err != nil {
+			if r.dbTime, err = measureDBTime(ctx, cluster, bin, fmt.Sprintf("fleet_%d", n), url, o.dbTimeWindow, o.topStatements); err != nil {
 				return err
 			}
 		}
@@ -526,7 +545,7 @@ func stopServe(cmd *exec.Cmd) {
 // hour. Each collector's first round falls in the window, so collectors
 // slower than it (sizes every 5 minutes, admin-ops every 10) count once per
 // window: an upper bound.
-func measureDBTime(ctx context.Context, cluster *throwaway.Cluster, bin, name, url string, window time.Duration) (time.Duration, error) {
+func measureDBTime(ctx context.Context, cluster *throwaway.Cluster, bin, name, url string, window time.Duration, top int) (time.Duration, error) {
 	conn, err := pgx.Connect(ctx, cluster.ConnString("postgres"))
 	if err != nil {
 		return 0, err
@@ -549,5 +568,37 @@ func measureDBTime(ctx context.Context, cluster *throwaway.Cluster, bin, name, u
 FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = $1`, name).Scan(&ms); err != nil {
 		return 0, fmt.Errorf("reading pg_stat_statements: %w", err)
 	}
+	if top > 0 {
+		if err := printTopStatements(ctx, conn, name, window, top); err != nil {
+			return 0, err
+		}
+	}
 	return time.Duration(ms * float64(time.Millisecond) * float64(time.Hour) / float64(window)), nil
+}
+
+// printTopStatements prints to stderr the statements of database name that
+// cost the most (execution plus planning) in the window: where to look.
+func printTopStatements(ctx context.Context, conn *pgx.Conn, name string, window time.Duration, top int) error {
+	rows, err := conn.Query(ctx, `SELECT s.calls, s.total_exec_time, s.total_plan_time, regexp_replace(s.query, '\s+', ' ', 'g')
+FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = $1
+ORDER BY s.total_exec_time + s.total_plan_time DESC LIMIT $2`, name, top)
+	if err != nil {
+		return fmt.Errorf("reading the costliest statements: %w", err)
+	}
+	defer rows.Close()
+	fmt.Fprintf(os.Stderr, "costliest statements in %s over %s (calls, exec ms, plan ms, s/h, text):\n", name, window)
+	for rows.Next() {
+		var calls int64
+		var execMS, planMS float64
+		var text string
+		if err := rows.Scan(&calls, &execMS, &planMS, &text); err != nil {
+			return fmt.Errorf("reading the costliest statements: %w", err)
+		}
+		if len(text) > 160 {
+			text = text[:160] + "…"
+		}
+		perHour := (execMS + planMS) / 1000 * float64(time.Hour) / float64(window)
+		fmt.Fprintf(os.Stderr, "  %6d %10.1f %8.1f %7.2f  %s\n", calls, execMS, planMS, perHour, text)
+	}
+	return rows.Err()
 }
