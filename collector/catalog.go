@@ -40,10 +40,15 @@ sig AS MATERIALIZED (
          FROM pg_catalog.pg_inherits i),
         (SELECT count(*) || ':' || coalesce(sum(p.partrelid::int8), 0)
          FROM pg_catalog.pg_partitioned_table p)) AS s,
-        (SELECT sum(pg_catalog.pg_stat_get_tuples_inserted(o) + pg_catalog.pg_stat_get_tuples_updated(o) + pg_catalog.pg_stat_get_tuples_deleted(o))
-         FROM unnest('{pg_catalog.pg_class,pg_catalog.pg_namespace}'::regclass[]::oid[]) AS o)::int8 AS catalog_key,
+        ` + catalogKeySQL + ` AS catalog_key,
         pg_catalog.pg_is_in_recovery() AS in_recovery
 )`
+
+// catalogKeySQL sums pg_class's and pg_namespace's own row counters: it
+// moves with every DDL (a rename, reloptions, an index, a rewrite) and
+// never with VACUUM or ANALYZE, which update pg_class rows in place.
+const catalogKeySQL = `(SELECT sum(pg_catalog.pg_stat_get_tuples_inserted(o) + pg_catalog.pg_stat_get_tuples_updated(o) + pg_catalog.pg_stat_get_tuples_deleted(o))
+         FROM unnest('{pg_catalog.pg_class,pg_catalog.pg_namespace}'::regclass[]::oid[]) AS o)::int8`
 
 // fullReadEvery bounds how many rounds a leaf's cached pg_class columns
 // may go unread: a change that moves none of the counters (CREATE INDEX
@@ -87,7 +92,7 @@ const rootColumnsFrom = `
 // (root, relid) rows: leafSelect + "FROM <source> t" + leafJoins.
 const (
 	leafSelect = `
-    SELECT t.root, c.oid, c.relname, cn.nspname, c.reltuples, c.reltoastrelid, c.relfrozenxid, c.relpages, c.reloptions`
+    SELECT t.root, c.oid, c.relname, cn.nspname, c.reltuples, c.reltoastrelid, c.relfrozenxid, c.relpages, c.reloptions, c.relfilenode`
 	leafJoins = `
     JOIN pg_catalog.pg_class c ON c.oid = t.relid AND c.relkind = 'r'
     JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace`

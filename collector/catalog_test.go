@@ -134,3 +134,51 @@ func partitionByName(t collector.Table, name string) collector.Partition {
 	}
 	return collector.Partition{}
 }
+
+// One sizes collector sizes again only the partitions whose files may have
+// changed; after any write, DDL or rewrite, its round must read what a
+// fresh collector (sizing everything) reads.
+func TestSizesOfChangedPartitionsOnly(t *testing.T) {
+	f := newFixture(t, hashTable("s", 4)...)
+	sel := collector.Selection{TenantColumn: "tenant_id"}
+	kept := collector.NewSizes(sel, time.Minute, true)
+	steps := []struct {
+		name string
+		sql  []string
+	}{
+		{"first round", nil},
+		{"unchanged", nil},
+		{"rows inserted", []string{`INSERT INTO s SELECT gen_random_uuid(), g, repeat('x', 3000) FROM generate_series(1, 3000) g`}},
+		{"rows updated", []string{`UPDATE s SET note = repeat('y', 5000) WHERE id % 3 = 0`}},
+		{"index created", []string{`CREATE INDEX ON s (tenant_id, note)`}},
+		{"partition truncated", []string{`TRUNCATE s_p1`}},
+		{"VACUUM FULL", []string{`DELETE FROM s WHERE id % 2 = 0`, `VACUUM FULL s_p2`}},
+		{"REINDEX", []string{`REINDEX TABLE s_p3`}},
+		{"partition created", []string{`DROP TABLE s_p0`, `CREATE TABLE s_p0 PARTITION OF s FOR VALUES WITH (MODULUS 4, REMAINDER 0)`}},
+		{"unchanged again", nil},
+	}
+	for _, step := range steps {
+		for _, sql := range step.sql {
+			f.exec(sql)
+		}
+		if err := pgstat.Flush(f.ctx, f.admin); err != nil {
+			t.Fatal(err)
+		}
+		got, err := kept.Sample(f.ctx, f.pool)
+		if err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		fresh, err := collector.NewSizes(sel, time.Minute, true).Sample(f.ctx, f.pool)
+		if err != nil {
+			t.Fatalf("%s: fresh collector: %v", step.name, err)
+		}
+		if len(got) != 1 || len(fresh) != 1 || len(got[0].Partitions) != len(fresh[0].Partitions) {
+			t.Fatalf("%s: read %+v, a fresh collector %+v", step.name, got, fresh)
+		}
+		for i, p := range got[0].Partitions {
+			if q := fresh[0].Partitions[i]; p != q {
+				t.Errorf("%s: kept sizes %+v, a fresh collector %+v", step.name, p, q)
+			}
+		}
+	}
+}

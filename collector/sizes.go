@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -10,17 +11,31 @@ import (
 	"github.com/sigid/pgcapacity/collector/migrationtables"
 )
 
-// sizesSQL reads heap, index and tenant-leading index bytes of every leaf.
-// Heap is the main fork of the table and of its TOAST table: one file
-// size each, not pg_table_size's six (free space and visibility maps are
-// not what outgrows memory).
+// sizesSQL reads heap, index and tenant-leading index bytes of every leaf
+// whose files may have changed since the last round. Heap is the main fork
+// of the table and of its TOAST table: one file size each, not
+// pg_table_size's six (free space and visibility maps are not what
+// outgrows memory).
 //
-// pg_table_size and pg_relation_size take ACCESS SHARE on the relation and
-// would queue behind DDL or a migration's ACCESS EXCLUSIVE lock (granted or
-// waiting). So a relation with such a lock in pg_locks is sized from the
-// catalog (relpages × block_size, as of its last VACUUM/ANALYZE) without
-// touching it; the session's lock_timeout is the backstop for the race
-// between reading pg_locks and sizing. $1 is the tenant column used when a
+// A leaf's change key is what moves whenever its files can grow or shrink:
+// its rows inserted, updated and deleted and its vacuums (its TOAST
+// table's too) and the file numbers of heap and TOAST table. $2 are the
+// leaves sized last round, $3 their keys then: a leaf whose key is the same
+// is not sized again (nor opened: a locked one cannot stall the round), and
+// its sizes are kept. Index DDL (CREATE and DROP INDEX, REINDEX) and other
+// rewrites (TRUNCATE, VACUUM FULL, CLUSTER) insert or update pg_class rows:
+// when pg_class's own counters moved since the last round ($4), every leaf
+// is sized (a per-leaf index list costs twice the rest of the key). The
+// counters are reported about a second after a transaction ends, so a
+// write just before a round is sized the round after; and every
+// fullSizeEvery rounds every leaf is sized in any case.
+//
+// pg_relation_size takes ACCESS SHARE on the relation and would queue
+// behind DDL or a migration's ACCESS EXCLUSIVE lock (granted or waiting).
+// So a relation with such a lock in pg_locks is sized from the catalog
+// (relpages × block_size, as of its last VACUUM/ANALYZE) without touching
+// it; the session's lock_timeout is the backstop for the race between
+// reading pg_locks and sizing. $1 is the tenant column used when a
 // partition key is an expression.
 const sizesSQL = partitionTreeCTE + `,
 locked AS (
@@ -29,18 +44,33 @@ locked AS (
     WHERE l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock'
       AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
 ),
-block AS (SELECT current_setting('block_size')::bigint AS bytes)
-SELECT r.root, r.root_schema, r.root_name, r.strategy, coalesce(l.nspname, ''), coalesce(l.relname, ''),
-       (l.oid IS NOT NULL AND (l.oid IN (SELECT relation FROM locked) OR l.reltoastrelid IN (SELECT relation FROM locked))) AS heap_estimated,
-       CASE WHEN l.oid IS NULL THEN 0
+block AS (SELECT current_setting('block_size')::bigint AS bytes),
+last AS (SELECT * FROM unnest($2::oid[], $3::text[]) AS k(oid, key)),
+catalog AS MATERIALIZED (SELECT ` + catalogKeySQL + ` AS catalog_key)
+SELECT (SELECT catalog_key FROM catalog), r.root, r.root_schema, r.root_name, r.strategy, coalesce(l.nspname, ''), coalesce(l.relname, ''), l.oid, k.key, coalesce(k.changed, false),
+       coalesce(k.changed AND (l.oid IN (SELECT relation FROM locked) OR l.reltoastrelid IN (SELECT relation FROM locked)), false) AS heap_estimated,
+       CASE WHEN NOT k.changed THEN NULL
             WHEN l.oid IN (SELECT relation FROM locked) OR l.reltoastrelid IN (SELECT relation FROM locked)
             THEN (l.relpages::bigint + coalesce((SELECT t.relpages FROM pg_catalog.pg_class t WHERE t.oid = l.reltoastrelid), 0)) * (SELECT bytes FROM block)
             ELSE pg_catalog.pg_relation_size(l.oid)
                  + CASE WHEN l.reltoastrelid = 0 THEN 0 ELSE pg_catalog.pg_relation_size(l.reltoastrelid) END
        END::float8 AS heap_bytes,
-       ix.estimated, ix.index_bytes, ix.tenant_index_bytes
+       coalesce(ix.estimated, false), ix.index_bytes, ix.tenant_index_bytes
 FROM roots r
 LEFT JOIN leaves l ON l.root = r.root
+LEFT JOIN last ON last.oid = l.oid
+LEFT JOIN LATERAL (
+    SELECT k.key, k.key IS DISTINCT FROM last.key OR (SELECT catalog_key FROM catalog) IS DISTINCT FROM $4 AS changed
+    FROM (SELECT concat_ws(' ',
+        pg_catalog.pg_stat_get_tuples_inserted(l.oid) + pg_catalog.pg_stat_get_tuples_updated(l.oid) + pg_catalog.pg_stat_get_tuples_deleted(l.oid),
+        pg_catalog.pg_stat_get_vacuum_count(l.oid) + pg_catalog.pg_stat_get_autovacuum_count(l.oid),
+        l.relfilenode,
+        CASE WHEN l.reltoastrelid <> 0 THEN (SELECT concat_ws('.', t.relfilenode,
+                pg_catalog.pg_stat_get_tuples_inserted(t.oid) + pg_catalog.pg_stat_get_tuples_deleted(t.oid),
+                pg_catalog.pg_stat_get_vacuum_count(t.oid) + pg_catalog.pg_stat_get_autovacuum_count(t.oid))
+            FROM pg_catalog.pg_class t WHERE t.oid = l.reltoastrelid) END,
+        r.first_key_column) AS key) k
+) k ON l.oid IS NOT NULL
 LEFT JOIN LATERAL (
     SELECT coalesce(bool_or(s.estimated), false) AS estimated,
            coalesce(sum(s.bytes), 0)::float8 AS index_bytes,
@@ -58,16 +88,35 @@ LEFT JOIN LATERAL (
         JOIN pg_catalog.pg_class ic ON ic.oid = x.indexrelid
         JOIN pg_catalog.pg_am am ON am.oid = ic.relam
         WHERE x.indrelid = l.oid
+        OFFSET 0 -- not flattened: the condition on k gates the sizing
     ) s
-) ix ON true
+    WHERE k.changed
+) ix ON k.changed
 ORDER BY r.root_schema, r.root_name, l.relname`
 
+// fullSizeEvery: every this many rounds every leaf is sized, whatever its
+// change key says (an hour at the default 5-minute interval).
+const fullSizeEvery = 12
+
 // Sizes samples on-disk sizes of every watched partition: one query a
-// round whatever the partition count.
+// round whatever the partition count. It sizes again only the partitions
+// whose files may have changed since its last round (sizesSQL) and keeps
+// the others' sizes.
 type Sizes struct {
 	selection Selection
 	interval  time.Duration
 	detail    Detail
+
+	mu         sync.Mutex
+	last       map[uint32]sizedLeaf // by leaf OID, as of the last round
+	catalogKey *int64               // pg_class's and pg_namespace's counters then
+	rounds     int                  // rounds since every leaf was sized
+}
+
+// sizedLeaf is a leaf's sizes and the change key they were read with.
+type sizedLeaf struct {
+	key   string
+	sizes PartitionSizes
 }
 
 // NewSizes returns the sizes collector.
@@ -111,20 +160,38 @@ func (s *Sizes) sample(ctx context.Context, db *pgxpool.Pool) ([]TableSizes, []o
 }
 
 func (s *Sizes) read(ctx context.Context, db *pgxpool.Pool) ([]TableSizes, error) {
-	rows, err := db.Query(ctx, sizesSQL, s.selection.TenantColumn)
+	// One round at a time: each round's keys are the previous round's.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var oids []uint32
+	var keys []string
+	catalogKey := s.catalogKey
+	if s.rounds+1 < fullSizeEvery {
+		for oid, l := range s.last {
+			if !l.sizes.Estimated { // sized from the catalog: size again
+				oids = append(oids, oid)
+				keys = append(keys, l.key)
+			}
+		}
+	}
+	rows, err := db.Query(ctx, sizesSQL, s.selection.TenantColumn, oids, keys, catalogKey)
 	if err != nil {
 		return nil, fmt.Errorf("reading partition sizes: %w", err)
 	}
 	var tables []TableSizes
+	next := map[uint32]sizedLeaf{}
+	sizedAll := true
 	for rows.Next() {
 		var (
 			rootOID                                      uint32
 			schema, name, strategy, leafSchema, leafName string
-			heapEstimated, indexEstimated                bool
-			p                                            PartitionSizes
+			oid                                          *uint32
+			key                                          *string
+			changed, heapEstimated, indexEstimated       bool
+			heap, index, tenantIndex                     *float64
 		)
-		if err := rows.Scan(&rootOID, &schema, &name, &strategy, &leafSchema, &leafName, &heapEstimated, &p.HeapBytes,
-			&indexEstimated, &p.IndexBytes, &p.TenantIndexBytes); err != nil {
+		if err := rows.Scan(&catalogKey, &rootOID, &schema, &name, &strategy, &leafSchema, &leafName, &oid, &key, &changed, &heapEstimated, &heap,
+			&indexEstimated, &index, &tenantIndex); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("scanning partition sizes: %w", err)
 		}
@@ -136,16 +203,30 @@ func (s *Sizes) read(ctx context.Context, db *pgxpool.Pool) ([]TableSizes, error
 		if n := len(tables); n == 0 || tables[n-1].OID != rootOID {
 			tables = append(tables, TableSizes{OID: rootOID, Schema: schema, Name: name, Hot: matchAny(s.selection.HotTables, schema, name), Strategy: strategy})
 		}
-		if leafName == "" {
+		if oid == nil {
 			continue
 		}
+		var p PartitionSizes
+		if changed {
+			p = PartitionSizes{HeapBytes: deref(heap), IndexBytes: deref(index), TenantIndexBytes: deref(tenantIndex),
+				Estimated: heapEstimated || indexEstimated}
+		} else {
+			sizedAll = false
+			p = s.last[*oid].sizes
+		}
 		p.Name = partitionLabel(schema, leafSchema, leafName)
-		p.Estimated = heapEstimated || indexEstimated
+		next[*oid] = sizedLeaf{key: deref(key), sizes: p}
 		t := &tables[len(tables)-1]
 		t.Partitions = append(t.Partitions, p)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("reading partition sizes: %w", err)
+	}
+	s.last, s.catalogKey = next, catalogKey
+	if sizedAll {
+		s.rounds = 0
+	} else {
+		s.rounds++
 	}
 	return tables, nil
 }
