@@ -50,6 +50,21 @@ sig AS MATERIALIZED (
 const catalogKeySQL = `(SELECT sum(pg_catalog.pg_stat_get_tuples_inserted(o) + pg_catalog.pg_stat_get_tuples_updated(o) + pg_catalog.pg_stat_get_tuples_deleted(o))
          FROM unnest('{pg_catalog.pg_class,pg_catalog.pg_namespace}'::regclass[]::oid[]) AS o)::int8`
 
+// CatalogSignatureSQL is a scalar text expression that changes whenever
+// the partition tree does (exactly: the pg_inherits and
+// pg_partitioned_table rows) and, about a second after the DDL commits,
+// whenever a relation, schema or view is created, renamed, altered or
+// dropped (pg_class's, pg_namespace's and pg_rewrite's own row counters).
+// A collector that lists tables, partitions and views reads the list again
+// only when it changes.
+const CatalogSignatureSQL = `concat_ws(' ',
+        (SELECT count(*) || ':' || coalesce(sum(hashint8((i.inhrelid::int8 << 32) | i.inhparent::int8)), 0)
+         FROM pg_catalog.pg_inherits i),
+        (SELECT count(*) || ':' || coalesce(sum(p.partrelid::int8), 0)
+         FROM pg_catalog.pg_partitioned_table p),
+        (SELECT sum(pg_catalog.pg_stat_get_tuples_inserted(o) + pg_catalog.pg_stat_get_tuples_updated(o) + pg_catalog.pg_stat_get_tuples_deleted(o))
+         FROM unnest('{pg_catalog.pg_class,pg_catalog.pg_namespace,pg_catalog.pg_rewrite}'::regclass[]::oid[]) AS o))`
+
 // fullReadEvery bounds how many rounds a leaf's cached pg_class columns
 // may go unread: a change that moves none of the counters (CREATE INDEX
 // updates reltuples in place) is seen within it.

@@ -32,6 +32,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sigid/pgcapacity/collector"
 	"github.com/sigid/pgcapacity/internal/config"
 )
 
@@ -72,6 +73,9 @@ type Collector struct {
 	logger *slog.Logger
 
 	mu         sync.Mutex
+	catalog    string             // collector.CatalogSignatureSQL when watched was read
+	watched    []Table            // the watched tables, as last read
+	nm         *names             // every name that stands for them
 	namesKey   string             // the watched names the cache was built for
 	attributed map[int64][]Table  // queryid → tables it names (maybe none)
 	last       map[entry]counters // entry → counters when last added
@@ -167,7 +171,8 @@ func (c *Collector) Collect(ctx context.Context, pool *pgxpool.Pool) ([]promethe
 }
 
 // Sample runs one round: at most four queries whatever the number of
-// tables, partitions and statements.
+// tables, partitions and statements; the list of watched tables, their
+// partitions and views is read only when the catalog changed.
 func (c *Collector) Sample(ctx context.Context, pool *pgxpool.Pool) (Sample, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -179,14 +184,19 @@ func (c *Collector) Sample(ctx context.Context, pool *pgxpool.Pool) (Sample, err
 		c.unavailable(why)
 		return Sample{NotApplicable: why}, nil
 	}
-	watched, nm, key, err := c.readWatched(ctx, pool)
-	if err != nil {
-		return Sample{}, err
+	if ext.catalog != c.catalog || c.nm == nil {
+		// Tables, partitions or views may have changed: list them again.
+		watched, nm, key, err := c.readWatched(ctx, pool)
+		if err != nil {
+			return Sample{}, err
+		}
+		c.watched, c.nm, c.catalog = watched, nm, ext.catalog
+		if key != c.namesKey {
+			// Other tables, partitions or views: attribute every statement anew.
+			c.namesKey, c.attributed = key, map[int64][]Table{}
+		}
 	}
-	if key != c.namesKey {
-		// Other tables, partitions or views: attribute every statement anew.
-		c.namesKey, c.attributed = key, map[int64][]Table{}
-	}
+	watched, nm := c.watched, c.nm
 	entries, err := readEntries(ctx, pool, ext)
 	if err != nil {
 		if why := unloaded(err); why != "" {
@@ -279,6 +289,7 @@ func (c *Collector) unavailable(why string) {
 }
 
 type extension struct {
+	catalog       string // collector.CatalogSignatureSQL
 	installed     bool
 	schema        string
 	major, minor  int
@@ -300,9 +311,9 @@ func readExtension(ctx context.Context, pool *pgxpool.Pool) (extension, error) {
 	var e extension
 	var version, track *string
 	err := pool.QueryRow(ctx, `
-SELECT n.nspname::text, e.extversion, current_setting('pg_stat_statements.track_planning', true)
+SELECT n.nspname::text, e.extversion, current_setting('pg_stat_statements.track_planning', true), `+collector.CatalogSignatureSQL+`
 FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
-WHERE e.extname = 'pg_stat_statements'`).Scan(&e.schema, &version, &track)
+WHERE e.extname = 'pg_stat_statements'`).Scan(&e.schema, &version, &track, &e.catalog)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return e, nil
 	}

@@ -258,3 +258,44 @@ func (f fixed) Collect(ch chan<- prometheus.Metric) {
 		ch <- m
 	}
 }
+
+// The collector lists the watched tables, partitions and views again only
+// when the catalog changed; whatever DDL ran between two rounds, the names
+// it created count from the next round on.
+func TestNamesCreatedBetweenRoundsCount(t *testing.T) {
+	ctx, _, pool := setup(t)
+	c := statements.New(statements.Options{})
+	if _, err := c.Sample(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	const tenant = "00000000-0000-0000-0000-000000000007"
+	tests := []struct {
+		name, ddl, query string
+		table            string // where the query counts
+	}{
+		{"view created", "CREATE VIEW fresh_referral AS SELECT * FROM referral", "SELECT * FROM fresh_referral WHERE tenant_id = $1", "referral"},
+		{"partition renamed", "ALTER TABLE session_p2 RENAME TO session_two", "SELECT count(*) FROM session_two WHERE tenant_id = $1", "session"},
+		{"table partitioned and watched", "CREATE TABLE gadget (tenant_id uuid NOT NULL, id bigint NOT NULL) PARTITION BY HASH (tenant_id); CREATE TABLE gadget_p0 PARTITION OF gadget FOR VALUES WITH (MODULUS 1, REMAINDER 0)",
+			"SELECT count(*) FROM gadget_p0 WHERE tenant_id = $1", "gadget"},
+	}
+	for _, tt := range tests {
+		exec(t, ctx, pool, 1, tt.ddl)
+		// The DDL's counters reach pg_class's statistics about a second
+		// after it commits; the collector's next round after that sees it.
+		exec(t, ctx, pool, 1, "SELECT pg_stat_force_next_flush()")
+		mid, err := c.Sample(ctx, pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prev := totals(t, mid) // the DDL itself names the table
+		exec(t, ctx, pool, 3, tt.query, tenant)
+		after, err := c.Sample(ctx, pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := totals(t, after)
+		if calls := got[tt.table].Calls - prev[tt.table].Calls; calls != 3 {
+			t.Errorf("%s: %s counted %v calls of %q, want 3", tt.name, tt.table, calls, tt.query)
+		}
+	}
+}
