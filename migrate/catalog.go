@@ -137,6 +137,12 @@ type ForeignKey struct {
 	Partitioned    bool
 	LeafPartitions []NamedRel
 	Validated      bool
+	// MovesRows: the key's action on update (cascade, set null, set
+	// default) or on delete (set null, set default) writes a column of the
+	// partitioned referencing table's partition key (an expression key
+	// counts as written), so it can move a referencing row to another
+	// partition.
+	MovesRows bool
 }
 
 // View depends on the table.
@@ -472,7 +478,13 @@ func readReferencingFKs(ctx context.Context, q db, t *Table) error {
 		SELECT con.conname, c.oid, n.nspname, c.relname, pg_catalog.pg_get_constraintdef(con.oid), c.relkind = 'p',
 		       coalesce((SELECT array_agg(pt.relid::oid ORDER BY pt.relid::text) FROM pg_catalog.pg_partition_tree(c.oid) pt WHERE pt.isleaf AND pt.relid <> c.oid), '{}'),
 		       coalesce((SELECT array_agg(pt.relid::pg_catalog.regclass::text ORDER BY pt.relid::text) FROM pg_catalog.pg_partition_tree(c.oid) pt WHERE pt.isleaf AND pt.relid <> c.oid), '{}'),
-		       con.convalidated
+		       con.convalidated,
+		       c.relkind = 'p' AND (con.confupdtype IN ('c', 'n', 'd') OR con.confdeltype IN ('n', 'd')) AND EXISTS (
+		         SELECT FROM pg_catalog.pg_partition_tree(c.oid) pt JOIN pg_catalog.pg_partitioned_table p ON p.partrelid = pt.relid
+		         WHERE 0 = ANY (p.partattrs::int2[]) OR EXISTS (
+		           SELECT FROM unnest(p.partattrs::int2[]) k(attnum)
+		           JOIN pg_catalog.pg_attribute a ON a.attrelid = p.partrelid AND a.attnum = k.attnum
+		           JOIN pg_catalog.pg_attribute f ON f.attrelid = c.oid AND f.attnum = ANY (con.conkey) AND f.attname = a.attname))
 		FROM pg_catalog.pg_constraint con
 		JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
 		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -486,7 +498,7 @@ func readReferencingFKs(ctx context.Context, q db, t *Table) error {
 		var fk ForeignKey
 		var leafOIDs []uint32
 		var leafNames []string
-		if err := rows.Scan(&fk.Name, &fk.TableOID, &fk.Schema, &fk.Table, &fk.Def, &fk.Partitioned, &leafOIDs, &leafNames, &fk.Validated); err != nil {
+		if err := rows.Scan(&fk.Name, &fk.TableOID, &fk.Schema, &fk.Table, &fk.Def, &fk.Partitioned, &leafOIDs, &leafNames, &fk.Validated, &fk.MovesRows); err != nil {
 			return fmt.Errorf("reading the foreign keys referencing %s: %w", t.Qualified(), err)
 		}
 		for i := range leafOIDs {

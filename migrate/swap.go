@@ -43,11 +43,19 @@ type SwapResult struct {
 	Attempts     int
 	// LockHold is how long the step held locks that block writes: the
 	// locked transaction from its first lock to its commit, plus any
-	// attach of per-leaf foreign keys after it (see finishSwap).
+	// attach of per-leaf foreign keys after it (fkPerLeaf). LockHolds
+	// lists them.
 	LockHold      time.Duration
+	LockHolds     []LockHold
 	FinalReplayed int64
 	Rows          int64
 	SilenceID     string
+}
+
+// LockHold is one hold of locks that block writes.
+type LockHold struct {
+	Step string
+	Hold time.Duration
 }
 
 // ErrOutsideWindow is returned by a swap outside its maintenance window.
@@ -191,8 +199,12 @@ func (m *Migrator) switchOver(ctx context.Context, id int64, opts SwapOptions, f
 		return res, err
 	}
 	_ = state.RecordEvent(ctx, m.pool, id, verb+"_lock", fmt.Sprintf("exclusive lock held %s, %d attempt(s)", res.LockHold.Round(time.Microsecond), res.Attempts))
-	hold, err := m.finishSwap(ctx, id, copts)
-	res.LockHold += hold
+	res.LockHolds = []LockHold{{Step: verb + " transaction", Hold: res.LockHold}}
+	holds, err := m.finishSwap(ctx, id, copts)
+	for _, h := range holds {
+		res.LockHolds = append(res.LockHolds, h)
+		res.LockHold += h.Hold
+	}
 	return res, err
 }
 
@@ -451,14 +463,13 @@ func (m *Migrator) postSwap(ctx context.Context, id int64, opts CopyOptions) err
 	return err
 }
 
-// finishSwap is postSwap; it returns how long it held locks that block
-// writes, which it adds to the migration's recorded lock hold. That is only
-// ever the attach of per-leaf foreign keys left by a swap of an earlier
-// version (see referencingFKSQL).
-func (m *Migrator) finishSwap(ctx context.Context, id int64, opts CopyOptions) (time.Duration, error) {
+// finishSwap is postSwap; it returns the holds of locks that block writes
+// it took, which it adds to the migration's recorded lock hold: only ever
+// the attach of per-leaf foreign keys (fkPerLeaf).
+func (m *Migrator) finishSwap(ctx context.Context, id int64, opts CopyOptions) ([]LockHold, error) {
 	mig, err := state.Load(ctx, m.pool, id)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	liveOID := mig.LiveOID()
 	type pending struct {
@@ -484,11 +495,11 @@ func (m *Migrator) finishSwap(ctx context.Context, id int64, opts CopyOptions) (
 		return rows.Err()
 	})
 	if err != nil {
-		return 0, fmt.Errorf("finding foreign keys to validate: %w", err)
+		return nil, fmt.Errorf("finding foreign keys to validate: %w", err)
 	}
 	live, err := relName(ctx, m.pool, liveOID)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	steps := 0
 	for _, p := range todo {
@@ -508,9 +519,10 @@ func (m *Migrator) finishSwap(ctx context.Context, id int64, opts CopyOptions) (
 			})
 		})
 		if err != nil {
-			return 0, fmt.Errorf("validating foreign key %s on %s: %w", qi(p.name), p.rel, err)
+			return nil, fmt.Errorf("validating foreign key %s on %s: %w", qi(p.name), p.rel, err)
 		}
 	}
+	var holds []LockHold
 	var hold time.Duration
 	attached := map[string]bool{}
 	for _, p := range todo {
@@ -521,9 +533,10 @@ func (m *Migrator) finishSwap(ctx context.Context, id int64, opts CopyOptions) (
 		steps++
 		h, err := m.attachFK(ctx, live, *p.parent, p.name, strings.TrimSuffix(p.def, " NOT VALID"), opts)
 		if err != nil {
-			return hold, fmt.Errorf("attaching foreign key %s to %s: %w", qi(p.name), *p.parent, err)
+			return holds, fmt.Errorf("attaching foreign key %s to %s: %w", qi(p.name), *p.parent, err)
 		}
 		hold += h
+		holds = append(holds, LockHold{Step: fmt.Sprintf("attach %s to %s", qi(p.name), *p.parent), Hold: h})
 	}
 	if hold > 0 {
 		total := hold
@@ -532,17 +545,17 @@ func (m *Migrator) finishSwap(ctx context.Context, id int64, opts CopyOptions) (
 		}
 		m.logger.Info("per-leaf foreign keys attached", "id", id, "lock_hold", hold.Round(time.Microsecond), "total_lock_hold", total.Round(time.Microsecond))
 		if err := state.SetLockHold(ctx, m.pool, id, total); err != nil {
-			return hold, err
+			return holds, err
 		}
 		_ = state.RecordEvent(ctx, m.pool, id, "post_swap_lock", fmt.Sprintf("exclusive lock held %s attaching per-leaf foreign keys", hold.Round(time.Microsecond)))
 	}
 	if _, err := m.pool.Exec(ctx, "ANALYZE "+live); err != nil {
-		return hold, fmt.Errorf("analyzing %s: %w", live, err)
+		return holds, fmt.Errorf("analyzing %s: %w", live, err)
 	}
 	if err := state.ClearPostSwap(ctx, m.pool, id); err != nil {
-		return hold, err
+		return holds, err
 	}
-	return hold, state.RecordEvent(ctx, m.pool, id, "post_swap", fmt.Sprintf("%d foreign key step(s); analyzed %s", steps, live))
+	return holds, state.RecordEvent(ctx, m.pool, id, "post_swap", fmt.Sprintf("%d foreign key step(s); analyzed %s", steps, live))
 }
 
 // attachFK adds a foreign key to a partitioned referencing table whose

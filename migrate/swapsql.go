@@ -70,31 +70,72 @@ func swapLockSQL(live, other string, dependents []string) []string {
 	return append(s, fmt.Sprintf("LOCK TABLE %s IN ACCESS EXCLUSIVE MODE", last))
 }
 
-// referencingFKSQL re-creates, on the table that references the migrated
-// one, a foreign key to the table that takes the live name. It is NOT VALID
-// where PostgreSQL allows it, and validated after the commit without
-// blocking writes. PostgreSQL before 18 cannot add a NOT VALID foreign key
-// to a partitioned table: there the key is checked here, under the swap's
-// locks, so its cost is part of the reported lock hold. (NOT VALID keys on
-// each leaf instead made every cascade that moves a referencing row to
-// another partition fail with 23514 until they were attached to a parent
-// constraint, and the attach locked the live table and all its partitions
-// again after the commit: issue 13, D5 and D6.)
-func referencingFKSQL(fk ForeignKey, serverVersion int) string {
-	def := strings.TrimSuffix(fk.Def, " NOT VALID")
-	if fk.Partitioned && serverVersion < 180000 {
-		return fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", qi(fk.Schema, fk.Table), qi(fk.Name), def)
+// fkForm is how a swap re-creates a foreign key of a table that references
+// the migrated one, to reference the table that takes the live name.
+type fkForm int
+
+const (
+	// fkNotValid: NOT VALID, validated after the commit under SHARE UPDATE
+	// EXCLUSIVE on the referencing table (writes go on). Plain tables, and
+	// partitioned ones from PostgreSQL 18.
+	fkNotValid fkForm = iota
+	// fkPerLeaf: PostgreSQL before 18 cannot add a NOT VALID foreign key
+	// to a partitioned table, so NOT VALID on each leaf, validated after
+	// the commit, then attached under a parent key. The attach removes the
+	// leaves' triggers on the live table and its partitions under ACCESS
+	// EXCLUSIVE: a second, short hold, reported with the swap's.
+	fkPerLeaf
+	// fkChecked: checked in the locked transaction, its cost part of the
+	// hold. For a key whose action moves referencing rows between
+	// partitions (MovesRows) before PostgreSQL 18: on a leaf's own key
+	// such a cascade updates ONLY the leaf and fails with 23514 until the
+	// attach (issue 13, D5).
+	fkChecked
+)
+
+func fkFormOf(fk ForeignKey, serverVersion int) fkForm {
+	switch {
+	case !fk.Partitioned || serverVersion >= 180000:
+		return fkNotValid
+	case fk.MovesRows:
+		return fkChecked
 	}
-	return fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s NOT VALID", qi(fk.Schema, fk.Table), qi(fk.Name), def)
+	return fkPerLeaf
 }
 
-// postSwapFKSQL is what the steps after the commit run for a foreign key
-// re-created by referencingFKSQL: a validation, which takes SHARE UPDATE
-// EXCLUSIVE on the referencing table (and ROW SHARE on the live one), so
-// writes go on; nothing when the key was checked under the swap's locks.
+// referencingFKSQL re-creates fk in the swap transaction, after its DROP.
+func referencingFKSQL(fk ForeignKey, serverVersion int) []string {
+	def := strings.TrimSuffix(fk.Def, " NOT VALID")
+	switch fkFormOf(fk, serverVersion) {
+	case fkChecked:
+		// The check joins each leaf with the whole live table: probing
+		// its key index per row costs far less than hashing all of it
+		// once per leaf.
+		return []string{"SET LOCAL enable_hashjoin = off", "SET LOCAL enable_mergejoin = off",
+			fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", qi(fk.Schema, fk.Table), qi(fk.Name), def),
+			"SET LOCAL enable_hashjoin TO DEFAULT", "SET LOCAL enable_mergejoin TO DEFAULT"}
+	case fkPerLeaf:
+		var s []string
+		for _, leaf := range fk.LeafPartitions {
+			s = append(s, fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s NOT VALID", leaf.Name, qi(fk.Name), def))
+		}
+		return s
+	}
+	return []string{fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s NOT VALID", qi(fk.Schema, fk.Table), qi(fk.Name), def)}
+}
+
+// postSwapFKSQL is what the steps after the commit run for fk.
 func postSwapFKSQL(fk ForeignKey, serverVersion int) []string {
-	if fk.Partitioned && serverVersion < 180000 {
+	switch fkFormOf(fk, serverVersion) {
+	case fkChecked:
 		return nil
+	case fkPerLeaf:
+		var s []string
+		for _, leaf := range fk.LeafPartitions {
+			s = append(s, fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", leaf.Name, qi(fk.Name)))
+		}
+		return append(s, "-- then, in the swap's lock order with its timeouts:",
+			fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", qi(fk.Schema, fk.Table), qi(fk.Name), strings.TrimSuffix(fk.Def, " NOT VALID")))
 	}
 	return []string{fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", qi(fk.Schema, fk.Table), qi(fk.Name))}
 }
@@ -127,8 +168,8 @@ func swapScript(in swapInput) ([]string, error) {
 		}
 	}
 	for _, fk := range t.ReferencingFKs {
-		s = append(s, fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT %s", qi(fk.Schema, fk.Table), qi(fk.Name)),
-			referencingFKSQL(fk, in.serverVersion))
+		s = append(s, fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT %s", qi(fk.Schema, fk.Table), qi(fk.Name)))
+		s = append(s, referencingFKSQL(fk, in.serverVersion)...)
 	}
 	for _, v := range t.Views {
 		with, err := reloptionsClause(v.Reloptions)
@@ -279,9 +320,8 @@ func grantSQL(g Grant, table string) string {
 
 // pendingFKsSQL finds what the steps after the commit finish: every NOT
 // VALID foreign key that references the live table, to validate, and the
-// per-leaf constraints that swaps of earlier versions made on partitioned
-// referencing tables, to attach under their parent (with the parent's
-// name). A key on a partition that its siblings lack is the application's
+// per-leaf constraints of partitioned referencing tables (fkPerLeaf), to
+// attach under their parent (with the parent's name). A key on a partition that its siblings lack is the application's
 // own, and is only validated.
 const pendingFKsSQL = `
 SELECT con.conrelid::pg_catalog.regclass::text, con.conname, pg_catalog.pg_get_constraintdef(con.oid), con.convalidated,
