@@ -27,6 +27,20 @@ type checkReport struct {
 	Latency    latencyReport    `json:"latency"`
 	Statements statementsReport `json:"statements"`
 	AdminOps   adminops.Result  `json:"adminops"`
+	// SwitchedOff are the optional collectors PGCAPACITY_COLLECTORS leaves
+	// out: check skips them as serve does, and their sections stay empty.
+	SwitchedOff []string `json:"switched_off"`
+}
+
+// checkOptional are the collectors check runs only when PGCAPACITY_COLLECTORS
+// names them; stats and sizes are what the capacity rules read, so check
+// always samples them.
+func checkOptional() []string { return []string{"probes", "statements", "adminops"} }
+
+// switchedOff is the line check prints for a section whose collector is
+// left out.
+func switchedOff(w io.Writer, what, collector string) {
+	fmt.Fprintf(w, "\n%s: switched off (PGCAPACITY_COLLECTORS leaves out %s)\n", what, collector)
 }
 
 // holds reports whether any rule holds now.
@@ -79,19 +93,24 @@ func sampleReport(ctx context.Context, cfg config.Config, pool *pgxpool.Pool) (c
 	if err != nil {
 		return checkReport{}, describeDBError(err)
 	}
-	latency, err := sampleLatency(ctx, cfg, pool)
-	if err != nil {
-		return checkReport{}, describeDBError(err)
+	report := checkReport{InRecovery: srv.InRecovery, Capacity: playbook.Evaluate(cfg.Thresholds, srv, tables, sizes), SwitchedOff: []string{}}
+	for _, name := range checkOptional() {
+		if !cfg.CollectorEnabled(name) {
+			report.SwitchedOff = append(report.SwitchedOff, name)
+			continue
+		}
+		switch name {
+		case "probes":
+			report.Latency, err = sampleLatency(ctx, cfg, pool)
+		case "statements":
+			report.Statements, err = sampleStatements(ctx, cfg, pool)
+		case "adminops":
+			report.AdminOps, err = sampleAdminOps(ctx, cfg, pool)
+		}
+		if err != nil {
+			return checkReport{}, describeDBError(err)
+		}
 	}
-	stmts, err := sampleStatements(ctx, cfg, pool)
-	if err != nil {
-		return checkReport{}, describeDBError(err)
-	}
-	adminOps, err := sampleAdminOps(ctx, cfg, pool)
-	if err != nil {
-		return checkReport{}, describeDBError(err)
-	}
-	report := checkReport{InRecovery: srv.InRecovery, Capacity: playbook.Evaluate(cfg.Thresholds, srv, tables, sizes), Latency: latency, Statements: stmts, AdminOps: adminOps}
 	if srv.InRecovery {
 		standbyNotJudged(&report.Capacity)
 	}
@@ -215,9 +234,22 @@ func writeReport(w io.Writer, cfg config.Config, r checkReport) {
 		fmt.Fprintf(w, " (%.0f%% of it)", 100*c.HotTenantIndexBytes/c.SharedBuffersBytes)
 	}
 	fmt.Fprintln(w)
-	writeLatency(w, r.Latency)
-	writeStatements(w, r.Statements)
-	writeAdminOps(w, r.AdminOps)
+	for _, name := range checkOptional() {
+		switch off := slices.Contains(r.SwitchedOff, name); {
+		case name == "probes" && off:
+			switchedOff(w, "Tenant-scoped probe latency", name)
+		case name == "probes":
+			writeLatency(w, r.Latency)
+		case name == "statements" && off:
+			switchedOff(w, "pg_stat_statements", name)
+		case name == "statements":
+			writeStatements(w, r.Statements)
+		case name == "adminops" && off:
+			switchedOff(w, "Admin operations", name)
+		case name == "adminops":
+			writeAdminOps(w, r.AdminOps)
+		}
+	}
 	fmt.Fprintf(w, "\nOperating rules right now (alerts fire only after %s):\n", cfg.RuleWindow)
 	for _, f := range c.Findings {
 		verdict := "ok   "

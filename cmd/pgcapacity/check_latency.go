@@ -76,11 +76,11 @@ func sampleLatency(ctx context.Context, cfg config.Config, pool *pgxpool.Pool) (
 func writeLatency(w io.Writer, l latencyReport) {
 	fmt.Fprintf(w, "\nTenant-scoped probe latency, %d rounds now (p50 / p95 / p99); PartitionPlanningTimeSignificant\n"+
 		"needs planning above %.0f%% of p95 and above %s over a week of probes, not over these rounds:\n\n", l.Rounds, 100*l.PlanningShareThreshold, l.PlanningMin)
-	if len(l.Tables) == 0 {
-		fmt.Fprintln(w, "(no probes ran)")
-	}
 	tw := tabwriter.NewWriter(w, 2, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TABLE\tSAMPLES\tPLANNING\tEXECUTION\tTOTAL\tPLANNING SHARE OF P95\t")
+	if len(l.Tables) == 0 {
+		fmt.Fprintln(tw, "(no probes ran)")
+	}
 	q := func(x probes.Quantiles) string {
 		return fmt.Sprintf("%s / %s / %s", shortDuration(x.P50), shortDuration(x.P95), shortDuration(x.P99))
 	}

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/sigid/pgcapacity/internal/config"
 )
 
 // TestCheckSaysNotApplicable: on a database that has none of the admin-ops
@@ -84,5 +86,55 @@ func TestCheckSaysNotApplicable(t *testing.T) {
 		if c.NotApplicable == "" || c.Error != "" {
 			t.Errorf("admin-ops check %s: not_applicable %q, error %q; want a reason and no error", c.Check, c.NotApplicable, c.Error)
 		}
+	}
+}
+
+// TestCheckSkipsSwitchedOffCollectors: check runs only the optional
+// collectors PGCAPACITY_COLLECTORS names, as serve does; a section left out
+// says so in one line (and in --json's switched_off), the others print as
+// usual.
+func TestCheckSkipsSwitchedOffCollectors(t *testing.T) {
+	dbURL := newDatabase(t, balancedTable...)
+	// What each optional section prints when it runs.
+	section := map[string]string{
+		"probes":     "Tenant-scoped probe latency, ",
+		"statements": "\npg_stat_statements: available",
+		"adminops":   "  CHECK  ",
+	}
+	for _, off := range checkOptional() {
+		t.Run(off, func(t *testing.T) {
+			var on []string
+			for _, name := range config.CollectorNames() {
+				if name != off {
+					on = append(on, name)
+				}
+			}
+			env := map[string]string{"PGCAPACITY_DATABASE_URL": dbURL, "PGCAPACITY_COLLECTORS": strings.Join(on, ",")}
+			code, stdout, stderr := runCommand(t, env, "check")
+			if code != exitOK {
+				t.Fatalf("check: exit %d\n%s%s", code, stdout, stderr)
+			}
+			if want := "switched off (PGCAPACITY_COLLECTORS leaves out " + off + ")"; strings.Count(stdout, want) != 1 {
+				t.Errorf("check does not say once %q:\n%s", want, stdout)
+			}
+			for name, marker := range section {
+				if got := strings.Contains(stdout, marker); got != (name != off) {
+					t.Errorf("%s off: the %s section printed %v, want %v:\n%s", off, name, got, name != off, stdout)
+				}
+			}
+			code, stdout, stderr = runCommand(t, env, "check", "--json")
+			if code != exitOK {
+				t.Fatalf("check --json: exit %d\n%s%s", code, stdout, stderr)
+			}
+			var r struct {
+				SwitchedOff []string `json:"switched_off"`
+			}
+			if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+				t.Fatal(err)
+			}
+			if len(r.SwitchedOff) != 1 || r.SwitchedOff[0] != off {
+				t.Errorf("--json switched_off %v, want [%s]", r.SwitchedOff, off)
+			}
+		})
 	}
 }

@@ -61,7 +61,7 @@ type Config struct {
 	// health checks can give neither a password nor a client certificate.
 	HealthListenAddress string `split_words:"true" desc:"address of a plain-HTTP listener serving only /healthz and /readyz, outside the web configuration's TLS and basic auth, for kubelet and Docker health checks (the image sets :9843); empty: none, they answer only on PGCAPACITY_LISTEN_ADDRESS"`
 
-	Collectors []string `default:"stats,sizes,migrations,probes,statements,adminops" desc:"collectors serve runs, comma-separated, of stats, sizes, migrations, probes, statements, adminops; leave one out to switch it off (its series are then absent, nothing else changes)"`
+	Collectors []string `default:"stats,sizes,migrations,probes,statements,adminops" desc:"collectors serve runs, comma-separated, of stats, sizes, migrations, probes, statements, adminops; leave one out to switch it off (its series are then absent, nothing else changes; check skips probes, statements and adminops when left out)"`
 
 	StatsInterval      Duration `split_words:"true" default:"15s" desc:"how often row counts, dead rows, vacuum and analyze state are sampled"`
 	SizesInterval      Duration `split_words:"true" default:"5m" desc:"how often heap and index sizes are sampled"`
