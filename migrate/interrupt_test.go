@@ -39,8 +39,9 @@ func TestCopyInterruptedBetweenBatchesIsAnInterruption(t *testing.T) {
 		}
 	}
 	m.Progress = nil
-	if mig := loadMig(t, pool, 1); mig.Phase != PhaseCopying {
-		t.Errorf("after the interruptions: phase %s, want copying", mig.Phase)
+	// An interruption is no failure: pgcapacity_migration_failing stays 0.
+	if mig := loadMig(t, pool, 1); mig.Phase != PhaseCopying || mig.LastError != nil {
+		t.Errorf("after the interruptions: phase %s, last error %v; want copying and none", mig.Phase, derefOr(mig.LastError))
 	}
 	if err := m.Resume(ctx, 1, CopyOptions{BatchSize: 50}, 0); err != nil {
 		t.Fatal(err)
@@ -48,4 +49,11 @@ func TestCopyInterruptedBetweenBatchesIsAnInterruption(t *testing.T) {
 	if v, err := m.Validate(ctx, 1, CopyOptions{}); err != nil || !v.OK {
 		t.Fatalf("validation: %+v %v", v, err)
 	}
+}
+
+func derefOr(s *string) string {
+	if s == nil {
+		return "<nil>"
+	}
+	return *s
 }

@@ -152,7 +152,9 @@ func tableByOID(ctx context.Context, q db, oid uint32) (*Table, error) {
 }
 
 func (m *Migrator) setError(ctx context.Context, id int64, err error) {
-	if err == nil || errors.Is(err, context.Canceled) {
+	// An interruption (Ctrl-C, SIGTERM) is no failure: recording it would
+	// raise pgcapacity_migration_failing for a migration resume continues.
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, ErrInterrupted) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
