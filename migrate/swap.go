@@ -41,8 +41,9 @@ type SwapResult struct {
 	SnapshotRows int64 // rows counted in both tables just before the lock (keys in flight left out)
 	CheckedKeys  int64 // batches of changed keys compared (before and under the lock)
 	Attempts     int
-	// LockHold is how long the step held locks that block writes: the
-	// locked transaction from its first lock to its commit, plus any
+	// LockHold is how long the step held locks that block writes, each
+	// from its first lock's request (writers queue behind it) to its
+	// commit or rollback: every attempt of the locked transaction, and any
 	// attach of per-leaf foreign keys after it (fkPerLeaf). LockHolds
 	// lists them.
 	LockHold      time.Duration
@@ -185,8 +186,15 @@ func (m *Migrator) switchOver(ctx context.Context, id int64, opts SwapOptions, f
 			t0, err = m.switchTx(ctx, tx, mig, opts, forward, maxima, changed, res)
 			return err
 		})
-		if err == nil {
-			res.LockHold = time.Since(t0)
+		// Writers queue behind the first lock from its request on, also
+		// in an attempt that then gives up.
+		if !t0.IsZero() {
+			h := LockHold{Step: verb + " transaction", Hold: time.Since(t0)}
+			if err != nil {
+				h.Step = fmt.Sprintf("%s attempt %d, rolled back (%s)", verb, res.Attempts, sqlState(err))
+			}
+			res.LockHolds = append(res.LockHolds, h)
+			res.LockHold += h.Hold
 		}
 		return err
 	})
@@ -199,7 +207,6 @@ func (m *Migrator) switchOver(ctx context.Context, id int64, opts SwapOptions, f
 		return res, err
 	}
 	_ = state.RecordEvent(ctx, m.pool, id, verb+"_lock", fmt.Sprintf("exclusive lock held %s, %d attempt(s)", res.LockHold.Round(time.Microsecond), res.Attempts))
-	res.LockHolds = []LockHold{{Step: verb + " transaction", Hold: res.LockHold}}
 	holds, err := m.finishSwap(ctx, id, copts)
 	for _, h := range holds {
 		res.LockHolds = append(res.LockHolds, h)
@@ -304,15 +311,12 @@ func (m *Migrator) switchTx(ctx context.Context, tx pgx.Tx, mig *Migration, opts
 		lockList = append(lockList, d.Name)
 		locked[d.OID] = true
 	}
-	// Writes to the table stop at the first lock: the hold counts from
-	// there.
-	var t0 time.Time
-	for i, st := range swapLockSQL(liveName, shadowName, lockList) {
+	// Writes to the table queue behind the first lock from its request:
+	// the hold counts from there.
+	t0 := time.Now()
+	for _, st := range swapLockSQL(liveName, shadowName, lockList) {
 		if _, err := tx.Exec(ctx, st); err != nil {
-			return time.Time{}, err
-		}
-		if i == 0 {
-			t0 = time.Now()
+			return t0, err
 		}
 	}
 	// The per-table lock may have been lost while this waited for its locks.
@@ -573,19 +577,17 @@ func (m *Migrator) attachFK(ctx context.Context, live, parent, name, def string,
 			if _, err := exclusiveLockSettings(ctx, tx, opts.LockTimeout); err != nil {
 				return err
 			}
-			for i, st := range swapLockSQL(live, "", []string{parent}) {
+			t0 = time.Now()
+			for _, st := range swapLockSQL(live, "", []string{parent}) {
 				if _, err := tx.Exec(ctx, st); err != nil {
 					return err
-				}
-				if i == 0 {
-					t0 = time.Now()
 				}
 			}
 			_, err := tx.Exec(ctx, fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", parent, qi(name), def))
 			return err
 		})
-		if err == nil {
-			hold = time.Since(t0)
+		if !t0.IsZero() { // attempts that gave up held their first locks too
+			hold += time.Since(t0)
 		}
 		return err
 	})
