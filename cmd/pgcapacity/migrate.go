@@ -403,6 +403,13 @@ func runSwitch(ctx context.Context, env *environment, m *migrate.Migrator, fs *f
 	}
 	fmt.Fprintf(env.stdout, "migration %d %s: %d rows, exclusive lock held %s (%d attempt(s), %d changes in the final replay)\n",
 		id, verb, res.Rows, res.LockHold.Round(time.Millisecond), res.Attempts, res.FinalReplayed)
+	if len(res.LockHolds) > 1 {
+		// Every hold that blocked writes, in order: attempts that gave
+		// up, the transaction, an attach of per-leaf foreign keys.
+		for _, h := range res.LockHolds {
+			fmt.Fprintf(env.stdout, "  %s: %s\n", h.Step, h.Hold.Round(time.Millisecond))
+		}
+	}
 	if res.SilenceID != "" {
 		fmt.Fprintf(env.stdout, "Alertmanager silence %s covers the table's alerts for the window\n", res.SilenceID)
 	}
