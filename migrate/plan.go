@@ -211,6 +211,9 @@ func (m *Migrator) buildPlan(ctx context.Context, tx pgx.Tx, t *Table, req PlanR
 		if !fk.Validated {
 			p.Notes = append(p.Notes, fmt.Sprintf("foreign key %s on %s is NOT VALID today; after the swap it is validated", qi(fk.Name), qi(fk.Schema, fk.Table)))
 		}
+		if fkFormOf(fk, version) == fkChecked {
+			p.Notes = append(p.Notes, fmt.Sprintf("foreign key %s on %s moves rows between its partitions (its action writes the partition key): before PostgreSQL 18 the swap and the rollback check it under their lock, reading every row of %s (about 3 µs a row); upgrade to 18 first if it is large", qi(fk.Name), qi(fk.Schema, fk.Table), qi(fk.Schema, fk.Table)))
+		}
 	}
 	if len(p.Refusals) == 0 {
 		// The new table gets an owner only when the one running start is

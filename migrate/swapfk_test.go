@@ -113,7 +113,17 @@ func TestSwapPartitionedReferencer(t *testing.T) {
 			mustExec(t, pool, `INSERT INTO public.child SELECT p.tenant_id, p.id, p.id, k FROM public.parent p, generate_series(1, 2) k`)
 			m := New(pool, testLogger(t))
 			id := startAndValidate(t, m, "public", "parent", 8)
-			perLeaf := !tc.moves && scalar[int](t, pool, `SELECT current_setting('server_version_num')::int`) < 180000
+			before18 := scalar[int](t, pool, `SELECT current_setting('server_version_num')::int`) < 180000
+			perLeaf := !tc.moves && before18
+			// plan tells when the swap will check the key under its lock.
+			plan, err := m.Plan(ctx, PlanRequest{Schema: "public", Table: "parent", Partitions: 16, Thresholds: thresholds()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			noted := strings.Contains(strings.Join(plan.Notes, "\n"), "check it under their lock")
+			if noted != (tc.moves && before18) {
+				t.Errorf("plan notes %q: a note that the key is checked under the lock: %v, want %v", plan.Notes, noted, tc.moves && before18)
+			}
 
 			w := startChurn(t, url, tenants, 400, 4, tc.churn)
 			for _, step := range []string{"swap", "rollback"} {
