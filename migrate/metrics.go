@@ -24,7 +24,7 @@ var (
 	descSwapped       = newDesc("swapped_timestamp_seconds", "When the new table was last swapped in; absent before the first swap.", "id")
 	descRetainedSince = newDesc("old_table_retained_since_timestamp_seconds", "While swapped: since when the original has been kept under its retained name.", "id")
 	descDeadline      = newDesc("rollback_deadline_timestamp_seconds", "While swapped: the end of the rollback period, after which drop-old should remove the original.", "id")
-	descLockHold      = newDesc("last_lock_hold_seconds", "Exclusive lock hold of the last swap or rollback.", "id")
+	descLockHold      = newDesc("last_lock_hold_seconds", "Write-blocking lock hold of the last swap or rollback, all its holds summed (the swap transaction and any foreign-key attach after it), each from its first lock request.", "id")
 	descFailing       = newDesc("failing", "1 when the last step of the migration failed (see pgcapacity migrate status), else 0.", "id")
 )
 
