@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"io"
 	"os"
 	"sort"
@@ -24,7 +25,11 @@ import (
 type migrateCommand struct {
 	usage   string
 	summary string
-	flags   func(fs *flag.FlagSet, env *environment, pool *poolSize) func(ctx context.Context, env *environment, m *migrate.Migrator, fs *flag.FlagSet) (int, error)
+	// onStandby: the command only reads, so it runs on a standby too; the
+	// others write the state or the table, and plan judges vacuum lag,
+	// which only the primary has.
+	onStandby bool
+	flags     func(fs *flag.FlagSet, env *environment, pool *poolSize) func(ctx context.Context, env *environment, m *migrate.Migrator, fs *flag.FlagSet) (int, error)
 }
 
 // poolSize is how many connections a migrate command needs, known once its
@@ -38,7 +43,7 @@ func migrateCommands() map[string]migrateCommand {
 	return map[string]migrateCommand{
 		"plan":     {usage: "--table T --partitions N [--schema S] [--force-decrease REASON]", summary: "show what a migration would do, its exact SQL, and whether it may", flags: planFlags},
 		"start":    {usage: "--table T --partitions N --reason R --requester A --approver B [copy flags]", summary: "record the migration, create the new table, capture changes, copy and catch up", flags: startFlags},
-		"status":   {usage: "[ID] [--json]", summary: "phase, progress, backlog, ETA and audit trail (all migrations without ID)", flags: statusFlags},
+		"status":   {usage: "[ID] [--json]", summary: "phase, progress, backlog, ETA and audit trail (all migrations without ID)", flags: statusFlags, onStandby: true},
 		"resume":   {usage: "ID [--follow 5s] [copy flags]", summary: "continue from the last checkpoint after any stop; --follow keeps the shadow table current", flags: resumeFlags},
 		"validate": {usage: "ID [--json]", summary: "compare counts and checksums per new partition, constraints and indexes", flags: validateFlags},
 		"swap":     {usage: "ID --window \"Sat 02:00-04:00 Europe/Berlin\" | --now REASON", summary: "make the new table live under the original name in one short locked transaction", flags: swapFlags},
@@ -99,8 +104,26 @@ func runMigrate(ctx context.Context, env *environment, args []string) (int, erro
 		return exitError, err
 	}
 	defer pool.Close()
+	if !cmd.onStandby {
+		if err := refuseStandby(ctx, pool, args[0]); err != nil {
+			return exitError, err
+		}
+	}
 	m := migrate.New(pool, env.logger)
 	return run(ctx, env, m, fs)
+}
+
+// refuseStandby stops a command that must run on the primary before it
+// reads or changes anything.
+func refuseStandby(ctx context.Context, pool *pgxpool.Pool, command string) error {
+	var standby bool
+	if err := pool.QueryRow(ctx, `SELECT pg_catalog.pg_is_in_recovery()`).Scan(&standby); err != nil {
+		return fmt.Errorf("asking whether the server is a standby: %w", err)
+	}
+	if standby {
+		return fmt.Errorf("migrate %s: this server is a standby (pg_is_in_recovery() is true): migrations run on the primary, whose statistics plan judges too; point PGCAPACITY_DATABASE_URL at the primary (migrate status runs on a standby)", command)
+	}
+	return nil
 }
 
 // reorder lets the migration ID come before the flags ("swap 3 --now x"):

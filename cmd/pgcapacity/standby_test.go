@@ -105,6 +105,24 @@ func TestServeAndCheckOnAStreamingStandby(t *testing.T) {
 		}
 	})
 
+	t.Run("migrate", func(t *testing.T) {
+		t.Setenv("PGCAPACITY_DATABASE_URL", standbyURL)
+		for _, args := range [][]string{
+			{"migrate", "plan", "--table", "session", "--partitions", "8"},
+			{"migrate", "start", "--table", "session", "--partitions", "8", "--reason", "r", "--requester", "a", "--approver", "b"},
+		} {
+			var stdout, stderr bytes.Buffer
+			code := run(args, &stdout, &stderr)
+			if want := "this server is a standby"; code != exitError || !strings.Contains(stderr.String(), want) || strings.Count(stderr.String(), "\n") != 1 {
+				t.Errorf("%s on the standby: exit %d, want %d and one line saying %q\n%s%s", strings.Join(args[:2], " "), code, exitError, want, stdout.String(), stderr.String())
+			}
+		}
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{"migrate", "status"}, &stdout, &stderr); code != exitOK {
+			t.Errorf("migrate status on the standby: exit %d, want %d (it only reads)\n%s%s", code, exitOK, stdout.String(), stderr.String())
+		}
+	})
+
 	t.Run("promotion", func(t *testing.T) {
 		standby.Promote(t)
 		promoted := time.Now()
