@@ -222,7 +222,14 @@ func (m *Migrator) buildPlan(ctx context.Context, tx pgx.Tx, t *Table, req PlanR
 		if err := tx.QueryRow(ctx, `SELECT current_user`).Scan(&currentUser); err != nil {
 			return nil, fmt.Errorf("reading the current user: %w", err)
 		}
-		commands, err := planSteps(t, p, currentUser, req.LockTimeout, version)
+		sp, err := readSwitchPlan(ctx, tx, t, newNames(p.AssumedID, t, p.To), currentUser)
+		if err != nil {
+			return nil, err
+		}
+		if sp.note != "" {
+			p.Notes = append(p.Notes, sp.note)
+		}
+		commands, err := planSteps(t, p, currentUser, req.LockTimeout, sp)
 		if err != nil {
 			return nil, err
 		}
@@ -386,7 +393,7 @@ func fmtShare(s *float64, note string) string {
 	return fmt.Sprintf("%.1f%%", *s*100)
 }
 
-func planSteps(t *Table, p *Plan, currentUser string, lockTimeout time.Duration, serverVersion int) ([]CommandSteps, error) {
+func planSteps(t *Table, p *Plan, currentUser string, lockTimeout time.Duration, sp switchPlan) ([]CommandSteps, error) {
 	n := newNames(p.AssumedID, t, p.To)
 	start, err := startSteps(t, n, currentUser, lockTimeout)
 	if err != nil {
@@ -398,86 +405,25 @@ func planSteps(t *Table, p *Plan, currentUser string, lockTimeout time.Duration,
 		newParts = append(newParts, qi(t.Schema, n.newPartitionLive(i)))
 	}
 	first := qi(t.Schema, t.Partitions[0].Name)
-	in := planSwapInput(t, n, p.To)
-	in.serverVersion = serverVersion
-	swap, err := swapScript(in)
+	swap, err := switchPlanSteps(t, n, sp, lockTimeout, true)
 	if err != nil {
 		return nil, err
 	}
-	lockStmt := lockSQL(t, t.Qualified(), n.newQualified())
+	rollback, err := switchPlanSteps(t, n, sp, lockTimeout, false)
+	if err != nil {
+		return nil, err
+	}
 	return []CommandSteps{
 		{Command: "start", Note: "first the state store creates (or upgrades) the pgcapacity schema and records the migration; resume continues from the last checkpoint of the copy or the replay", Steps: start},
 		{Command: "validate", Steps: []Step{
 			{Name: "counts and checksums per new partition, constraints and indexes", Note: "in one snapshot; keys with changes still in the log are left out on both sides; shown for the first partitions",
 				SQL: []string{validateOriginalSQL(t, n, first), validateNewSQL(t, n, qi(t.Schema, n.newPartitionShadow(0)))}},
 		}},
-		{Command: "swap", Steps: []Step{
-			{Name: "count both tables in one snapshot, outside any lock", Note: "keys with changes in flight are left out; the two counts must agree. Then replay again, keeping the keys",
-				SQL: []string{snapshotCountSQL(t, n, t.Qualified(), n.newQualified())}},
-			{Name: "one transaction holding the locks", Note: "lock_timeout with retries; the final replay (above) until the log is empty; the count check on every key replayed since the snapshot count (--full-count-check counts both tables in full here instead); then:",
-				Settings: lockSettings(lockTimeout), SQL: append([]string{lockStmt, changedKeysCheckSQL(t, n, t.Qualified(), n.newQualified())}, swap...)},
-			{Name: "after the commit", Note: "foreign keys are validated without blocking writes (before PostgreSQL 18, a partitioned referencing table's key is checked in the locked transaction instead)",
-				SQL: append(fkFinishExample(t, serverVersion), "ANALYZE "+t.Qualified())},
-		}},
-		{Command: "rollback", Note: "the swap in the other direction, with the same locks, final replay and checks: the original takes its names back, reverse capture stops, capture to the new table resumes"},
+		{Command: "swap", Note: "a window check and the Alertmanager silence first; the steps from the catch-up to the commit are retried as one on a lock timeout or deadlock", Steps: swap},
+		{Command: "rollback", Note: "the swap in the other direction: the original takes its names back, reverse capture stops, capture to the new table resumes", Steps: rollback},
 		{Command: "drop-old", Note: "after the rollback period", Steps: dropOldSteps(n, t.Qualified(), newParts, qi(t.Schema, n.retained), lockTimeout)},
 		{Command: "abort", Note: "before the swap, or after a rollback", Steps: abortSteps(n, t.Qualified(), parts, n.newQualified(), lockTimeout)},
 	}, nil
-}
-
-func fkFinishExample(t *Table, serverVersion int) []string {
-	var s []string
-	for _, fk := range t.ReferencingFKs {
-		s = append(s, postSwapFKSQL(fk, serverVersion)...)
-	}
-	return s
-}
-
-// planSwapInput builds the swap input from the current definition alone,
-// for display: the names the new table's objects will have are predicted.
-func planSwapInput(t *Table, n names, to int) swapInput {
-	in := swapInput{n: n, live: t, liveAfter: qi(t.Schema, n.retained), shadowTriggers: map[string]bool{}, shadowPolicies: map[string]bool{}}
-	in.renamesLive = append(in.renamesLive, rename{"p", t.Schema, t.Name, n.retained})
-	for _, p := range t.Partitions {
-		in.livePartitions = append(in.livePartitions, qi(t.Schema, p.Name))
-		in.renamesLive = append(in.renamesLive, rename{"r", t.Schema, p.Name, shadowOldName(n.id, p.Name)})
-		for _, ix := range p.Indexes {
-			in.renamesLive = append(in.renamesLive, rename{"i", t.Schema, ix.Name, shadowOldName(n.id, ix.Name)})
-		}
-	}
-	for _, ix := range t.Indexes {
-		in.renamesLive = append(in.renamesLive, rename{"I", t.Schema, ix.Name, shadowOldName(n.id, ix.Name)})
-	}
-	in.renamesShadow = append(in.renamesShadow, rename{"p", t.Schema, n.newTable, t.Name})
-	for i := 0; i < to; i++ {
-		in.renamesShadow = append(in.renamesShadow, rename{"r", t.Schema, n.newPartitionShadow(i), n.newPartitionLive(i)})
-		in.shadowPartitions = append(in.shadowPartitions, qi(t.Schema, n.newPartitionLive(i)))
-	}
-	for _, ix := range t.Indexes {
-		src := ix.Name
-		if ix.Constraint != "" {
-			src = ix.Constraint
-		}
-		in.renamesShadow = append(in.renamesShadow, rename{"I", t.Schema, shadowNewName(n.id, src), ix.Name})
-	}
-	for _, s := range t.Sequences {
-		if s.Identity {
-			in.renamesLive = append(in.renamesLive, rename{"S", s.Schema, s.Name, shadowOldName(n.id, s.Name)})
-			in.renamesShadow = append(in.renamesShadow, rename{"S", s.Schema, "<identity sequence of the new table>", s.Name})
-		}
-	}
-	return in
-}
-
-func lockSQL(t *Table, live, shadow string) string {
-	var deps []string
-	for _, fk := range t.ReferencingFKs {
-		deps = append(deps, qi(fk.Schema, fk.Table))
-	}
-	for _, v := range t.Views {
-		deps = append(deps, qi(v.Schema, v.Name))
-	}
-	return strings.Join(swapLockSQL(live, shadow, deps), "; ")
 }
 
 // Print writes the plan for a person.

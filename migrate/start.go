@@ -181,25 +181,31 @@ func (m *Migrator) setup(ctx context.Context, tx pgx.Tx, req StartRequest, plan 
 	return id, state.RecordEvent(ctx, tx, id, "start", detail)
 }
 
-// recordNames stores the live and shadow name of every relation the swap
-// renames: both parents, their partitions, indexes and identity sequences.
-func recordNames(ctx context.Context, tx pgx.Tx, id int64, t, nt *Table, n names) error {
-	type row struct {
-		side, kind  string
-		oid         uint32
-		live, shado string
-	}
-	var rows []row
-	rows = append(rows, row{"original", "p", t.OID, t.Name, n.retained})
+// objectRow is a relation the swap renames: which side it is on, its
+// kind (p, r: tables; I, i: indexes; S: sequences), and its names while
+// live and while retained or new.
+type objectRow struct {
+	side, kind   string
+	oid          uint32
+	schema       string
+	live, shadow string
+}
+
+// objectRows lists the relations the swap renames: both parents, their
+// partitions, indexes and identity sequences. start records them; plan
+// predicts the swap and the rollback from them.
+func objectRows(id int64, t, nt *Table, n names) ([]objectRow, error) {
+	var rows []objectRow
+	rows = append(rows, objectRow{"original", "p", t.OID, t.Schema, t.Name, n.retained})
 	for _, p := range t.Partitions {
-		rows = append(rows, row{"original", "r", p.OID, p.Name, shadowOldName(id, p.Name)})
+		rows = append(rows, objectRow{"original", "r", p.OID, t.Schema, p.Name, shadowOldName(id, p.Name)})
 		for _, ix := range p.Indexes {
-			rows = append(rows, row{"original", "i", ix.OID, ix.Name, shadowOldName(id, ix.Name)})
+			rows = append(rows, objectRow{"original", "i", ix.OID, t.Schema, ix.Name, shadowOldName(id, ix.Name)})
 		}
 	}
 	liveIndexName := map[string]string{} // new shadow index name -> original index name
 	for _, ix := range t.Indexes {
-		rows = append(rows, row{"original", "I", ix.OID, ix.Name, shadowOldName(id, ix.Name)})
+		rows = append(rows, objectRow{"original", "I", ix.OID, t.Schema, ix.Name, shadowOldName(id, ix.Name)})
 		if ix.Constraint != "" {
 			liveIndexName[shadowNewName(id, ix.Constraint)] = ix.Name
 		} else {
@@ -209,43 +215,54 @@ func recordNames(ctx context.Context, tx pgx.Tx, id int64, t, nt *Table, n names
 	identitySeq := map[string]string{}
 	for _, s := range t.Sequences {
 		if s.Identity {
-			rows = append(rows, row{"original", "S", s.OID, s.Name, shadowOldName(id, s.Name)})
+			rows = append(rows, objectRow{"original", "S", s.OID, s.Schema, s.Name, shadowOldName(id, s.Name)})
 			identitySeq[s.Column] = s.Name
 		}
 	}
-	rows = append(rows, row{"new", "p", nt.OID, t.Name, nt.Name})
+	rows = append(rows, objectRow{"new", "p", nt.OID, nt.Schema, t.Name, nt.Name})
 	prefix := fmt.Sprintf("n%d_", id)
 	for _, p := range nt.Partitions {
-		rows = append(rows, row{"new", "r", p.OID, n.newPartitionLive(p.Remainder), p.Name})
+		rows = append(rows, objectRow{"new", "r", p.OID, nt.Schema, n.newPartitionLive(p.Remainder), p.Name})
 		for _, ix := range p.Indexes {
-			rows = append(rows, row{"new", "i", ix.OID, strings.TrimPrefix(ix.Name, prefix), ix.Name})
+			rows = append(rows, objectRow{"new", "i", ix.OID, nt.Schema, strings.TrimPrefix(ix.Name, prefix), ix.Name})
 		}
 	}
 	for _, ix := range nt.Indexes {
 		live, ok := liveIndexName[ix.Name]
 		if !ok {
-			return fmt.Errorf("index %s of the new table matches no index of %s", qi(nt.Schema, ix.Name), t.Qualified())
+			return nil, fmt.Errorf("index %s of the new table matches no index of %s", qi(nt.Schema, ix.Name), t.Qualified())
 		}
-		rows = append(rows, row{"new", "I", ix.OID, live, ix.Name})
+		rows = append(rows, objectRow{"new", "I", ix.OID, nt.Schema, live, ix.Name})
 	}
 	for _, s := range nt.Sequences {
 		if s.Identity {
 			live, ok := identitySeq[s.Column]
 			if !ok {
-				return fmt.Errorf("identity sequence %s of the new table matches no sequence of %s", qi(s.Schema, s.Name), t.Qualified())
+				return nil, fmt.Errorf("identity sequence %s of the new table matches no sequence of %s", qi(s.Schema, s.Name), t.Qualified())
 			}
-			rows = append(rows, row{"new", "S", s.OID, live, s.Name})
+			rows = append(rows, objectRow{"new", "S", s.OID, s.Schema, live, s.Name})
 		}
 	}
 	seen := map[string]bool{}
 	for _, r := range rows {
-		for _, name := range []string{"live:" + r.side + ":" + r.live, "shadow:" + r.shado} {
+		for _, name := range []string{"live:" + r.side + ":" + r.live, "shadow:" + r.shadow} {
 			if seen[name] && !strings.HasPrefix(name, "live:") {
-				return fmt.Errorf("two objects would share the retained name %q: shorten the long partition or index names of %s", r.shado, t.Qualified())
+				return nil, fmt.Errorf("two objects would share the retained name %q: shorten the long partition or index names of %s", r.shadow, t.Qualified())
 			}
 			seen[name] = true
 		}
-		if err := state.AddObjectName(ctx, tx, id, r.side, r.kind, r.oid, r.live, r.shado); err != nil {
+	}
+	return rows, nil
+}
+
+// recordNames stores objectRows in the state.
+func recordNames(ctx context.Context, tx pgx.Tx, id int64, t, nt *Table, n names) error {
+	rows, err := objectRows(id, t, nt, n)
+	if err != nil {
+		return err
+	}
+	for _, r := range rows {
+		if err := state.AddObjectName(ctx, tx, id, r.side, r.kind, r.oid, r.live, r.shadow); err != nil {
 			return err
 		}
 	}

@@ -140,8 +140,24 @@ func TestPlanIsWhatRuns(t *testing.T) {
 	if v, err := m.Validate(ctx, id, CopyOptions{}); err != nil || !v.OK {
 		t.Fatalf("validate: %+v %v", v, err)
 	}
+	// Writes before each switch, so that the replay has work.
+	write := func() {
+		mustExec(t, pool, `INSERT INTO public.referral (tenant_id, code, referrer_user_id) SELECT tenant_id, md5(random()::text), gen_random_uuid() FROM public.tenant LIMIT 5`)
+		mustExec(t, pool, `UPDATE public.referral SET max_redemptions = max_redemptions + 1 WHERE referral_id IN (SELECT referral_id FROM public.referral ORDER BY referral_id LIMIT 5)`)
+	}
+	write()
+	rec.take()
 	if _, err := m.Swap(ctx, id, SwapOptions{NowReason: "test"}); err != nil {
 		t.Fatalf("swap: %v", err)
+	}
+	checkSent(t, commandSteps(t, plan, "swap"), rec.take())
+	write()
+	if _, err := m.Rollback(ctx, id, SwapOptions{}); err != nil {
+		t.Fatalf("rollback: %v", err)
+	}
+	checkSent(t, commandSteps(t, plan, "rollback"), rec.take())
+	if _, err := m.Swap(ctx, id, SwapOptions{NowReason: "test"}); err != nil {
+		t.Fatalf("second swap: %v", err)
 	}
 	rec.take()
 	if err := m.DropOld(ctx, id, 0, CopyOptions{}); err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -155,8 +154,8 @@ func (m *Migrator) switchOver(ctx context.Context, id int64, opts SwapOptions, f
 	if err != nil {
 		return nil, err
 	}
-	if _, err := m.pool.Exec(ctx, "VACUUM "+shadow); err != nil {
-		return nil, fmt.Errorf("vacuuming %s: %w", shadow, err)
+	if err := runStatements(ctx, m.pool, vacuumShadowStep(shadow)); err != nil {
+		return nil, err
 	}
 	err = m.retry(ctx, verb, opts.Retries, func() error {
 		res.Attempts++
@@ -245,176 +244,177 @@ func (m *Migrator) identityMaxima(ctx context.Context, mig *Migration) (map[stri
 // deadlock first and is the one that retries, not the application. It
 // returns server_version_num.
 func exclusiveLockSettings(ctx context.Context, tx pgx.Tx, lockTimeout time.Duration) (int, error) {
-	if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", lockTimeout.Milliseconds())); err != nil {
+	version, mayTune, err := exclusiveLockPrivileges(ctx, tx)
+	if err != nil {
 		return 0, err
 	}
-	var version int
-	if err := tx.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&version); err != nil {
-		return 0, err
-	}
-	// has_parameter_privilege exists from PostgreSQL 15; the parser
-	// resolves it even in a CASE branch not taken, so choose in Go.
-	mayTuneSQL := `SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user`
-	if version >= 150000 {
-		mayTuneSQL = `SELECT pg_catalog.has_parameter_privilege('deadlock_timeout', 'SET')`
-	}
-	var mayTune bool
-	if err := tx.QueryRow(ctx, mayTuneSQL).Scan(&mayTune); err != nil {
-		return 0, err
-	}
-	if mayTune {
-		if _, err := tx.Exec(ctx, `SELECT pg_catalog.set_config('deadlock_timeout', '50ms', true)`); err != nil {
-			return 0, err
-		}
-	}
-	return version, nil
+	return version, applySettings(ctx, tx, exclusiveSettings(lockTimeout, mayTune))
 }
 
-// switchTx is the locked transaction. It returns when the locks were granted.
+// switchTx is the locked transaction, in the steps switchPlanSteps lists:
+// take the locks, replay the rest of the log, check the counts, switch the
+// names, record the new phase. It returns when the locks were granted.
 func (m *Migrator) switchTx(ctx context.Context, tx pgx.Tx, mig *Migration, opts SwapOptions, forward bool, maxima map[string]int64, changed []string, res *SwapResult) (time.Time, error) {
-	version, err := exclusiveLockSettings(ctx, tx, opts.LockTimeout)
+	sw, err := takeSwitchLocks(ctx, tx, mig, opts.LockTimeout)
 	if err != nil {
-		return time.Time{}, err
+		return sw.t0, err
 	}
-	liveOID, shadowOID := mig.LiveOID(), mig.ShadowOID()
-	liveName, err := relName(ctx, tx, liveOID)
+	final, err := sw.finalReplay(ctx, tx, opts.BatchSize, res)
 	if err != nil {
-		return time.Time{}, err
+		return sw.t0, err
 	}
-	shadowName, err := relName(ctx, tx, shadowOID)
+	res.CheckedKeys = int64(len(changed) + len(final))
+	tReplay := time.Now()
+	if err := sw.countCheck(ctx, tx, mig.ID, opts.FullCountCheck, final, res); err != nil {
+		return sw.t0, err
+	}
+	tCount := time.Now()
+	statements, err := sw.switchNames(ctx, tx, mig, forward, maxima)
 	if err != nil {
-		return time.Time{}, err
+		return sw.t0, err
+	}
+	m.logger.Debug("swap transaction timing", "id", mig.ID, "read_and_final_replay", tReplay.Sub(sw.t0), "count_check", tCount.Sub(tReplay),
+		"switch", time.Since(tCount), "statements", statements)
+	return sw.t0, recordSwitch(ctx, tx, mig, opts, forward, res)
+}
+
+// switchLocked is what the locked transaction knows once it holds its locks.
+type switchLocked struct {
+	t0                   time.Time // when the first lock was granted
+	version              int       // server_version_num
+	liveName, shadowName string
+	live                 *Table // read under the locks
+	n                    names
+	st                   replayStatements
+}
+
+// takeSwitchLocks applies the settings and takes the locks (lockStep), then
+// re-reads the live table under them.
+func takeSwitchLocks(ctx context.Context, tx pgx.Tx, mig *Migration, lockTimeout time.Duration) (*switchLocked, error) {
+	sw := &switchLocked{}
+	var err error
+	if sw.version, err = exclusiveLockSettings(ctx, tx, lockTimeout); err != nil {
+		return sw, err
+	}
+	if sw.liveName, err = relName(ctx, tx, mig.LiveOID()); err != nil {
+		return sw, err
+	}
+	if sw.shadowName, err = relName(ctx, tx, mig.ShadowOID()); err != nil {
+		return sw, err
 	}
 	// The referencing tables and views, locked with the table (see
 	// swapLockSQL).
-	type dependent struct {
-		OID  uint32
-		Name string
-	}
-	rows, err := tx.Query(ctx, `
-		SELECT DISTINCT con.conrelid, con.conrelid::pg_catalog.regclass::text FROM pg_catalog.pg_constraint con
-		WHERE con.confrelid = $1 AND con.contype = 'f' AND con.conrelid <> $1
-		UNION
-		SELECT DISTINCT r.ev_class, r.ev_class::pg_catalog.regclass::text FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
-		WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.refobjid = $1 AND r.ev_class <> $1
-		ORDER BY 2`, liveOID)
+	dependents, err := swapDependents(ctx, tx, mig.LiveOID())
 	if err != nil {
-		return time.Time{}, fmt.Errorf("finding dependent tables and views: %w", err)
+		return sw, err
 	}
-	dependents, err := pgx.CollectRows(rows, pgx.RowToStructByPos[dependent])
-	if err != nil {
-		return time.Time{}, fmt.Errorf("finding dependent tables and views: %w", err)
-	}
-	var lockList []string
 	locked := map[uint32]bool{}
 	for _, d := range dependents {
-		lockList = append(lockList, d.Name)
 		locked[d.OID] = true
 	}
 	// Writes to the table queue behind the first lock from its request:
-	// the hold counts from there.
-	t0 := time.Now()
-	for _, st := range swapLockSQL(liveName, shadowName, lockList) {
+	// the hold counts from there. (The settings are applied above.)
+	sw.t0 = time.Now()
+	for _, st := range lockStep(nil, sw.liveName, sw.shadowName, dependentNames(dependents)).SQL {
 		if _, err := tx.Exec(ctx, st); err != nil {
-			return t0, err
+			return sw, err
 		}
 	}
 	// The per-table lock may have been lost while this waited for its locks.
 	if err := checkLock(ctx, tx); err != nil {
-		return t0, err
+		return sw, err
 	}
-	live, err := tableByOID(ctx, tx, liveOID)
-	if err != nil {
-		return t0, err
+	if sw.live, err = tableByOID(ctx, tx, mig.LiveOID()); err != nil {
+		return sw, err
 	}
-	live.Key = mig.KeyColumns
-	for _, fk := range live.ReferencingFKs {
+	sw.live.Key = mig.KeyColumns
+	for _, fk := range sw.live.ReferencingFKs {
 		if !locked[fk.TableOID] {
-			return t0, fmt.Errorf("%s gained a foreign key to the table while the swap waited for its locks: rerun", qi(fk.Schema, fk.Table))
+			return sw, fmt.Errorf("%s gained a foreign key to the table while the swap waited for its locks: rerun", qi(fk.Schema, fk.Table))
 		}
 	}
-	n := newNames(mig.ID, live, mig.ToPartitions)
-	st := replaySQL(live, n, liveName, shadowName)
-	// Keys replayed before the lock were each checked in their replay's
-	// snapshot; only the final replay's keys are checked here.
+	sw.n = newNames(mig.ID, sw.live, mig.ToPartitions)
+	sw.st = replaySQL(sw.live, sw.n, sw.liveName, sw.shadowName)
+	return sw, nil
+}
+
+// finalReplay replays the log until it is empty (replaySteps) and returns
+// the keys replayed. Keys replayed before the lock were each checked in
+// their replay's snapshot; only these are checked under the lock.
+func (sw *switchLocked) finalReplay(ctx context.Context, tx pgx.Tx, batch int, res *SwapResult) ([]string, error) {
 	var final []string
 	for {
-		c, keys, err := replayBatchKeys(ctx, tx, st, max(opts.BatchSize, 10000))
+		c, keys, err := replayBatchKeys(ctx, tx, sw.st, max(batch, 10000))
 		if err != nil {
-			return t0, err
+			return nil, err
 		}
 		res.FinalReplayed += c
 		if c == 0 {
-			break
+			return final, nil
 		}
 		final = append(final, string(keys))
 	}
-	res.CheckedKeys = int64(len(changed) + len(final))
-	tReplay := time.Now()
-	if opts.FullCountCheck {
+}
+
+// countCheck compares the tables after the final replay (countCheckSteps).
+func (sw *switchLocked) countCheck(ctx context.Context, tx pgx.Tx, id int64, full bool, final []string, res *SwapResult) error {
+	if full {
 		var liveRows, shadowRows int64
-		if err := tx.QueryRow(ctx, fmt.Sprintf("SELECT (SELECT count(*) FROM %s), (SELECT count(*) FROM %s)", liveName, shadowName)).Scan(&liveRows, &shadowRows); err != nil {
-			return t0, fmt.Errorf("counting rows: %w", err)
+		if err := tx.QueryRow(ctx, fullCountSQL(sw.liveName, sw.shadowName)).Scan(&liveRows, &shadowRows); err != nil {
+			return fmt.Errorf("counting rows: %w", err)
 		}
 		if liveRows != shadowRows {
-			return t0, fmt.Errorf("count check failed: %s has %d rows, %s has %d after the final replay: nothing was changed; run `pgcapacity migrate validate %d` to find the difference",
-				liveName, liveRows, shadowName, shadowRows, mig.ID)
+			return fmt.Errorf("count check failed: %s has %d rows, %s has %d after the final replay: nothing was changed; run `pgcapacity migrate validate %d` to find the difference",
+				sw.liveName, liveRows, sw.shadowName, shadowRows, id)
 		}
 		res.Rows = liveRows
-	} else {
-		var differ int64
-		if err := tx.QueryRow(ctx, st.check, final).Scan(&differ); err != nil {
-			return t0, fmt.Errorf("checking the rows changed since the count: %w", err)
-		}
-		if differ != 0 {
-			return t0, fmt.Errorf("count check failed: %d row(s) changed since the snapshot count differ between %s and %s after the final replay: nothing was changed; run `pgcapacity migrate validate %d`",
-				differ, liveName, shadowName, mig.ID)
-		}
-		res.Rows = res.SnapshotRows
+		return nil
 	}
-	tCount := time.Now()
-	shadow, err := tableByOID(ctx, tx, shadowOID)
+	var differ int64
+	if err := tx.QueryRow(ctx, sw.st.check, final).Scan(&differ); err != nil {
+		return fmt.Errorf("checking the rows changed since the count: %w", err)
+	}
+	if differ != 0 {
+		return fmt.Errorf("count check failed: %d row(s) changed since the snapshot count differ between %s and %s after the final replay: nothing was changed; run `pgcapacity migrate validate %d`",
+			differ, sw.liveName, sw.shadowName, id)
+	}
+	res.Rows = res.SnapshotRows
+	return nil
+}
+
+// switchNames reads what the switch carries and runs it (switchStep); it
+// returns the number of statements.
+func (sw *switchLocked) switchNames(ctx context.Context, tx pgx.Tx, mig *Migration, forward bool, maxima map[string]int64) (int, error) {
+	shadow, err := tableByOID(ctx, tx, mig.ShadowOID())
 	if err != nil {
-		return t0, err
+		return 0, err
 	}
-	in := swapInput{n: n, live: live, shadowTriggers: map[string]bool{}, shadowPolicies: map[string]bool{}, serverVersion: version}
-	for _, tr := range shadow.Triggers {
-		in.shadowTriggers[tr.Name] = true
-	}
-	for _, p := range shadow.Policies {
-		in.shadowPolicies[p.Name] = true
-	}
-	for _, p := range live.Partitions {
-		in.livePartitions = append(in.livePartitions, qi(live.Schema, p.Name))
-	}
-	liveSide, shadowSide := "original", "new"
-	if !forward {
-		liveSide, shadowSide = "new", "original"
-	}
-	objects, err := state.ObjectNames(ctx, tx, mig.ID, liveOID)
+	objects, err := state.ObjectNames(ctx, tx, mig.ID, mig.LiveOID())
 	if err != nil {
-		return t0, err
+		return 0, err
 	}
-	for _, o := range objects {
-		switch o.Side {
-		case liveSide:
-			in.renamesLive = append(in.renamesLive, rename{o.Kind, o.Schema, o.Current, o.ShadowName})
-			if o.IsLiveParent {
-				in.liveAfter = qi(o.Schema, o.ShadowName)
-			}
-		case shadowSide:
-			in.renamesShadow = append(in.renamesShadow, rename{o.Kind, o.Schema, o.Current, o.LiveName})
-			if o.Kind == "r" {
-				in.shadowPartitions = append(in.shadowPartitions, qi(o.Schema, o.LiveName))
-			}
-		}
+	in := switchInput(sw.n, sw.live, shadow, objects, forward, sw.version)
+	if in.identity, err = identityCarries(ctx, tx, sw.live, shadow, maxima); err != nil {
+		return 0, err
 	}
+	script, err := swapScript(in)
+	if err != nil {
+		return 0, err
+	}
+	return len(script), runStatements(ctx, tx, switchStep(script))
+}
+
+// identityCarries moves each identity sequence of the table becoming live
+// past every value in use: the highest read before the lock, and the live
+// sequence's position.
+func identityCarries(ctx context.Context, tx pgx.Tx, live, shadow *Table, maxima map[string]int64) ([]identityCarry, error) {
 	shadowSeq := map[string]uint32{}
 	for _, s := range shadow.Sequences {
 		if s.Identity {
 			shadowSeq[s.Column] = s.OID
 		}
 	}
+	var out []identityCarry
 	for _, s := range live.Sequences {
 		if !s.Identity {
 			continue
@@ -422,33 +422,30 @@ func (m *Migrator) switchTx(ctx context.Context, tx pgx.Tx, mig *Migration, opts
 		var last int64
 		var called bool
 		if err := tx.QueryRow(ctx, fmt.Sprintf("SELECT last_value, is_called FROM %s", qi(s.Schema, s.Name))).Scan(&last, &called); err != nil {
-			return t0, fmt.Errorf("reading sequence %s: %w", qi(s.Schema, s.Name), err)
+			return nil, fmt.Errorf("reading sequence %s: %w", qi(s.Schema, s.Name), err)
 		}
 		v, ok := maxima[s.Column]
 		if called || ok {
 			if !called {
 				last = v
 			}
-			in.identity = append(in.identity, identityCarry{shadowSeqOID: shadowSeq[s.Column], value: max(last, v)})
+			out = append(out, identityCarry{shadowSeqOID: shadowSeq[s.Column], value: max(last, v)})
 		}
 	}
-	script, err := swapScript(in)
-	if err != nil {
-		return t0, err
-	}
-	tRead := time.Now()
-	if _, err := tx.Exec(ctx, strings.Join(script, ";\n")); err != nil {
-		return t0, fmt.Errorf("switching names: %w", err)
-	}
-	m.logger.Debug("swap transaction timing", "id", mig.ID, "read_and_final_replay", tReplay.Sub(t0), "count_check", tCount.Sub(tReplay),
-		"read_names", tRead.Sub(tCount), "script", time.Since(tRead), "statements", len(script))
+	return out, nil
+}
+
+// recordSwitch records the new phase and the audit entry, in the locked
+// transaction.
+func recordSwitch(ctx context.Context, tx pgx.Tx, mig *Migration, opts SwapOptions, forward bool, res *SwapResult) error {
+	var err error
 	if forward {
 		err = state.Apply(ctx, tx, mig.ID, state.StepSwap, opts.RollbackPeriod.Seconds())
 	} else {
 		err = state.Apply(ctx, tx, mig.ID, state.StepRollback)
 	}
 	if err != nil {
-		return t0, err
+		return err
 	}
 	event, detail := "swap", fmt.Sprintf("%d rows; final replay %d changes", res.Rows, res.FinalReplayed)
 	if !forward {
@@ -456,7 +453,7 @@ func (m *Migrator) switchTx(ctx context.Context, tx pgx.Tx, mig *Migration, opts
 	} else if opts.NowReason != "" {
 		detail += "; outside the window: " + opts.NowReason
 	}
-	return t0, state.RecordEvent(ctx, tx, mig.ID, event, detail)
+	return state.RecordEvent(ctx, tx, mig.ID, event, detail)
 }
 
 // postSwap finishes a swap or rollback after its commit: validates the
@@ -513,13 +510,13 @@ func (m *Migrator) finishSwap(ctx context.Context, id int64, opts CopyOptions) (
 		steps++
 		// SHARE UPDATE EXCLUSIVE on the referencing table, ROW SHARE on
 		// the live one: writes go on.
+		step := validateFKStep(p.rel, p.name, opts.LockTimeout)
 		err := m.retry(ctx, "validating "+p.name, opts.Retries, func() error {
 			return m.inTx(ctx, m.pool, func(tx pgx.Tx) error {
-				if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", opts.LockTimeout.Milliseconds())); err != nil {
+				if err := applySettings(ctx, tx, step.Settings); err != nil {
 					return err
 				}
-				_, err := tx.Exec(ctx, fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", p.rel, qi(p.name)))
-				return err
+				return runStatements(ctx, tx, step)
 			})
 		})
 		if err != nil {
@@ -535,7 +532,7 @@ func (m *Migrator) finishSwap(ctx context.Context, id int64, opts CopyOptions) (
 		}
 		attached[*p.parent+"\x00"+p.name] = true
 		steps++
-		h, err := m.attachFK(ctx, live, *p.parent, p.name, strings.TrimSuffix(p.def, " NOT VALID"), opts)
+		h, err := m.attachFK(ctx, live, *p.parent, p.name, p.def, opts)
 		if err != nil {
 			return holds, fmt.Errorf("attaching foreign key %s to %s: %w", qi(p.name), *p.parent, err)
 		}
@@ -553,8 +550,8 @@ func (m *Migrator) finishSwap(ctx context.Context, id int64, opts CopyOptions) (
 		}
 		_ = state.RecordEvent(ctx, m.pool, id, "post_swap_lock", fmt.Sprintf("exclusive lock held %s attaching per-leaf foreign keys", hold.Round(time.Microsecond)))
 	}
-	if _, err := m.pool.Exec(ctx, "ANALYZE "+live); err != nil {
-		return holds, fmt.Errorf("analyzing %s: %w", live, err)
+	if err := runStatements(ctx, m.pool, analyzeStep(live)); err != nil {
+		return holds, err
 	}
 	if err := state.ClearPostSwap(ctx, m.pool, id); err != nil {
 		return holds, err
@@ -577,14 +574,9 @@ func (m *Migrator) attachFK(ctx context.Context, live, parent, name, def string,
 			if _, err := exclusiveLockSettings(ctx, tx, opts.LockTimeout); err != nil {
 				return err
 			}
+			// The settings are applied above.
 			t0 = time.Now()
-			for _, st := range swapLockSQL(live, "", []string{parent}) {
-				if _, err := tx.Exec(ctx, st); err != nil {
-					return err
-				}
-			}
-			_, err := tx.Exec(ctx, fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", parent, qi(name), def))
-			return err
+			return runStatements(ctx, tx, attachFKStep(nil, live, parent, name, def))
 		})
 		if !t0.IsZero() { // attempts that gave up held their first locks too
 			hold += time.Since(t0)

@@ -124,22 +124,6 @@ func referencingFKSQL(fk ForeignKey, serverVersion int) []string {
 	return []string{fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s NOT VALID", qi(fk.Schema, fk.Table), qi(fk.Name), def)}
 }
 
-// postSwapFKSQL is what the steps after the commit run for fk.
-func postSwapFKSQL(fk ForeignKey, serverVersion int) []string {
-	switch fkFormOf(fk, serverVersion) {
-	case fkChecked:
-		return nil
-	case fkPerLeaf:
-		var s []string
-		for _, leaf := range fk.LeafPartitions {
-			s = append(s, fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", leaf.Name, qi(fk.Name)))
-		}
-		return append(s, "-- then, in the swap's lock order with its timeouts:",
-			fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", qi(fk.Schema, fk.Table), qi(fk.Name), strings.TrimSuffix(fk.Def, " NOT VALID")))
-	}
-	return []string{fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", qi(fk.Schema, fk.Table), qi(fk.Name))}
-}
-
 // identityCarry moves an identity sequence past every value in use.
 type identityCarry struct {
 	shadowSeqOID uint32
@@ -269,6 +253,18 @@ func policySQL(p Policy, table string) string {
 // table has gets that partition's grants; the others, new in the count,
 // get the grants every live partition has.
 func partitionGrantsSQL(live *Table, shadowPartitions []string) []string {
+	var s []string
+	for i, grants := range carriedPartitionGrants(live, shadowPartitions) {
+		for _, g := range grants {
+			s = append(s, grantSQL(g, shadowPartitions[i]))
+		}
+	}
+	return s
+}
+
+// carriedPartitionGrants are the grants each of shadowPartitions gets (see
+// partitionGrantsSQL).
+func carriedPartitionGrants(live *Table, shadowPartitions []string) [][]Grant {
 	byName := map[string][]Grant{}
 	common := map[Grant]int{}
 	for _, p := range live.Partitions {
@@ -289,17 +285,15 @@ func partitionGrantsSQL(live *Table, shadowPartitions []string) []string {
 			}
 		}
 	}
-	var s []string
-	for _, part := range shadowPartitions {
+	out := make([][]Grant, len(shadowPartitions))
+	for i, part := range shadowPartitions {
 		grants, ok := byName[part]
 		if !ok {
 			grants = everywhere
 		}
-		for _, g := range grants {
-			s = append(s, grantSQL(g, part))
-		}
+		out[i] = grants
 	}
-	return s
+	return out
 }
 
 func grantSQL(g Grant, table string) string {
@@ -331,4 +325,4 @@ SELECT con.conrelid::pg_catalog.regclass::text, con.conname, pg_catalog.pg_get_c
             SELECT FROM pg_catalog.pg_constraint o WHERE o.conrelid = s.inhrelid AND o.conname = con.conname AND o.confrelid = $1 AND o.contype = 'f' AND o.conparentid = 0))) END
 FROM pg_catalog.pg_constraint con JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
 WHERE con.confrelid = $1 AND con.contype = 'f' AND con.conparentid = 0 AND (NOT con.convalidated OR c.relispartition)
-ORDER BY 1, 2`
+ORDER BY con.conrelid::pg_catalog.regclass::text COLLATE "C", con.conname COLLATE "C"`

@@ -100,11 +100,12 @@ type ObjectName struct {
 }
 
 // ObjectNames reads the relations migration id renames; IsLiveParent marks
-// liveOID.
+// liveOID. The order is byte order (COLLATE "C"), whatever the database's
+// collation, so that plan can predict it.
 func ObjectNames(ctx context.Context, q Reader, id int64, liveOID uint32) ([]ObjectName, error) {
 	rows, err := q.Query(ctx, `SELECT o.side, o.relkind, n.nspname::text, c.relname::text, o.live_name, o.shadow_name, o.relid = $2
 		FROM pgcapacity.object_name o JOIN pg_catalog.pg_class c ON c.oid = o.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-		WHERE o.migration_id = $1 ORDER BY o.relkind DESC, c.relname`, id, liveOID)
+		WHERE o.migration_id = $1 ORDER BY o.relkind COLLATE "C" DESC, c.relname COLLATE "C"`, id, liveOID)
 	if err != nil {
 		return nil, fmt.Errorf("reading the object names: %w", err)
 	}
