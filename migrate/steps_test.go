@@ -173,3 +173,57 @@ func TestPlanIsWhatRuns(t *testing.T) {
 	}
 	checkSent(t, commandSteps(t, plan, "abort"), rec.take())
 }
+
+// A role that may read the table but not create one beside it still gets a
+// plan: the renames PostgreSQL's index names would need are left out, and
+// the plan says so. The savepoint leaves nothing behind either way.
+func TestPlanWithoutCreatePrivilege(t *testing.T) {
+	ctx := context.Background()
+	pool, _ := sigidDB(t, "referral", 4)
+	for _, s := range []string{
+		`DO $$ BEGIN CREATE ROLE plan_reader LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`,
+		`GRANT USAGE ON SCHEMA public TO plan_reader`,
+		`REVOKE CREATE ON SCHEMA public FROM PUBLIC`,
+	} {
+		mustExec(t, pool, s)
+	}
+	cfg := pool.Config()
+	cfg.ConnConfig.User = "plan_reader"
+	reader, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(reader.Close)
+	for _, tc := range []struct {
+		name     string
+		pool     *pgxpool.Pool
+		wantNote bool
+	}{
+		{"owner", pool, false},
+		{"reader", reader, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := planFor(t, New(tc.pool, testLogger(t)), "referral", 8)
+			noted := false
+			for _, n := range p.Notes {
+				noted = noted || strings.Contains(n, "rolled-back savepoint")
+			}
+			if noted != tc.wantNote {
+				t.Errorf("note about the new partitions' index names: %v, want %v (notes: %q)", noted, tc.wantNote, p.Notes)
+			}
+			swap := commandSteps(t, p, "swap")
+			renamesPartitionIndex := false
+			for _, s := range swap.Steps {
+				for _, sql := range s.SQL {
+					renamesPartitionIndex = renamesPartitionIndex || strings.Contains(sql, `ALTER INDEX "public"."n1_referral_p0_`)
+				}
+			}
+			if renamesPartitionIndex == tc.wantNote {
+				t.Errorf("the swap renames the new partitions' indexes: %v, want %v", renamesPartitionIndex, !tc.wantNote)
+			}
+			if n := scalar[int](t, pool, `SELECT count(*) FROM pg_class WHERE relname LIKE 'n1\_%'`); n != 0 {
+				t.Errorf("the plan left %d relations named n1_...", n)
+			}
+		})
+	}
+}
