@@ -102,6 +102,13 @@ func TestMigrateTablesKeptApart(t *testing.T) {
 	})
 	stopCopy()
 	m.Progress = nil
+	if cluster.Get(t).Major() < 14 {
+		// migrate needs 14: before it no shadow or retained table can exist.
+		if err == nil || !strings.Contains(err.Error(), "PostgreSQL 14 or newer") {
+			t.Fatalf("PostgreSQL %d: want start refused (needs 14), got %v", cluster.Get(t).Major(), err)
+		}
+		return
+	}
 	if id == 0 {
 		t.Fatalf("start: %v", err)
 	}
@@ -153,6 +160,9 @@ func TestMigrateTablesKeptApart(t *testing.T) {
 		if err := st.run(); err != nil {
 			t.Fatalf("%s: %v", st.name, err)
 		}
+		// Before 15 an idle backend keeps the statistics of its last
+		// writes until its next transaction or its exit: end the migrator's.
+		mpool.Reset()
 		// The migrator's backends report their writes a moment later, and
 		// n_live_tup is an estimate: its vacuum's count plus the inserts
 		// reported after it may exceed the rows.

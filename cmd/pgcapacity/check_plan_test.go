@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -132,9 +133,18 @@ func TestCheckAndMigratePlanAgree(t *testing.T) {
 					playbook.RulePlanning, checkPlanning.AboveThreshold, checkPlanning.PlanningShare, checkPlanning.Planning.P95,
 					d.PlanningHolds, *d.PlanningShare, d.PlanningMean, tc.wantPlans)
 			}
-			refused := len(plan.Refusals) > 0
+			refusals := plan.Refusals
+			if cluster.Get(t).Major() < 14 {
+				// migrate needs 14; the rules' verdicts above are judged all the same.
+				if len(refusals) == 0 || !strings.Contains(refusals[0], "PostgreSQL 14 or newer") {
+					t.Errorf("PostgreSQL %d: want the plan refused first for the version, got %v", cluster.Get(t).Major(), refusals)
+				} else {
+					refusals = refusals[1:]
+				}
+			}
+			refused := len(refusals) > 0
 			if want := !tc.wantVacuumLag && !tc.wantPlans; refused != want {
-				t.Errorf("decrease refused %v, want %v: %v", refused, want, plan.Refusals)
+				t.Errorf("decrease refused %v, want %v: %v", refused, want, refusals)
 			}
 		})
 	}
