@@ -51,6 +51,8 @@ type options struct {
 	hold           bool
 	fleet          bool
 	dbTimeWindow   time.Duration
+	speedup        int
+	writes         bool
 	fleetSizes     string
 	modes          string
 	topStatements  int
@@ -67,7 +69,9 @@ func main() {
 	flag.IntVar(&o.maxScrapes, "max-scrapes", 20000, "upper bound on scrapes in total")
 	flag.BoolVar(&o.hold, "hold", false, "load the full-scale database, print its URL and wait (for EXPLAIN by hand)")
 	flag.BoolVar(&o.fleet, "fleet", false, "print series per database in each partition detail mode at 4 × 16, 256 and 1,024 partitions instead")
-	flag.DurationVar(&o.dbTimeWindow, "dbtime", 0, "with -fleet: also run serve at the default intervals this long and report its database time per hour from pg_stat_statements (0: skip)")
+	flag.DurationVar(&o.dbTimeWindow, "dbtime", 0, "with -fleet: also run serve this long (intervals divided by -dbtime-speedup) and report its database time per hour at the default intervals (0: skip)")
+	flag.IntVar(&o.speedup, "dbtime-speedup", 10, "with -dbtime: run every collector this many times as often as its default interval")
+	flag.BoolVar(&o.writes, "dbtime-writes", false, "with -dbtime: a writer changes every partition between sizes rounds (the worst case for sizing only changed partitions)")
 	flag.StringVar(&o.fleetSizes, "fleet-partitions", "16,256,1024", "with -fleet: partitions per table of each database, comma-separated")
 	flag.StringVar(&o.modes, "modes", "auto,all,top,none", "with -fleet: the PGCAPACITY_PARTITION_DETAIL modes whose series are counted, comma-separated (empty: none)")
 	flag.IntVar(&o.topStatements, "top-statements", 10, "with -dbtime: print this many of the costliest statements to stderr")
@@ -460,7 +464,7 @@ func runFleet(ctx context.Context, cluster *throwaway.Cluster, logger *slog.Logg
 		partitions int
 		series     map[string]int
 		rssMiB     float64
-		dbTime     time.Duration
+		dbTime     dbTime
 	}
 	var rows []row
 	o.scrapers = 0 // series and RSS only
@@ -471,7 +475,7 @@ func runFleet(ctx context.Context, cluster *throwaway.Cluster, logger *slog.Logg
 		}
 		r := row{partitions: o.tables * n, series: map[string]int{}}
 		if o.dbTimeWindow > 0 {
-			if r.dbTime, err = measureDBTime(ctx, cluster, bin, fmt.Sprintf("fleet_%d", n), url, o.dbTimeWindow, o.topStatements); err != nil {
+			if r.dbTime, err = measureDBTime(ctx, cluster, bin, fmt.Sprintf("fleet_%d", n), url, o); err != nil {
 				return err
 			}
 		}
@@ -488,10 +492,16 @@ func runFleet(ctx context.Context, cluster *throwaway.Cluster, logger *slog.Logg
 		rows = append(rows, r)
 	}
 	fmt.Printf("\npgcapacity series per database (%d tables, PostgreSQL %d, %d CPUs, PGCAPACITY_PARTITION_TOP_K=5)\n\n", o.tables, cluster.Major(), numCPU())
-	fmt.Println("| partitions | auto (default) | all | top | none | RSS, auto | database time per hour, default intervals (upper bound) |")
+	writes := "no writes"
+	if o.writes {
+		writes = "every partition written between sizes rounds"
+	}
+	fmt.Printf("database time: serve's statements (pg_stat_statements, execution + planning) and its backends' CPU, per hour at the default intervals, %s; measured %s at %d× the default rates\n\n", writes, o.dbTimeWindow, o.speedup)
+	fmt.Println("| partitions | auto (default) | all | top | none | RSS, auto | database time per hour (statements / backend CPU) |")
 	fmt.Println("|---|---|---|---|---|---|---|")
 	for _, r := range rows {
-		fmt.Printf("| %d | %d | %d | %d | %d | %.1f MiB | %s |\n", r.partitions, r.series["auto"], r.series["all"], r.series["top"], r.series["none"], r.rssMiB, r.dbTime.Round(10*time.Millisecond))
+		fmt.Printf("| %d | %d | %d | %d | %d | %.1f MiB | %s / %s |\n", r.partitions, r.series["auto"], r.series["all"], r.series["top"], r.series["none"], r.rssMiB,
+			r.dbTime.statements.Round(10*time.Millisecond), r.dbTime.cpu.Round(10*time.Millisecond))
 	}
 	return nil
 }
@@ -539,54 +549,183 @@ func stopServe(cmd *exec.Cmd) {
 	_ = cmd.Wait()
 }
 
-// measureDBTime runs serve at the default intervals on database name for
-// window and returns the database time of every statement run in that
-// database meanwhile (pg_stat_statements, execution plus planning), per
-// hour. Each collector's first round falls in the window, so collectors
-// slower than it (sizes every 5 minutes, admin-ops every 10) count once per
-// window: an upper bound.
-func measureDBTime(ctx context.Context, cluster *throwaway.Cluster, bin, name, url string, window time.Duration, top int) (time.Duration, error) {
-	conn, err := pgx.Connect(ctx, cluster.ConnString("postgres"))
+// dbTime is serve's cost to the database per hour at the default
+// intervals: the time pg_stat_statements counts (execution plus planning,
+// wall-clock, so it grows with the machine's load) and the CPU time of
+// serve's backends (what the load does not inflate).
+type dbTime struct {
+	statements, cpu time.Duration
+}
+
+// benchRole is the role serve connects as in the database-time run, so its
+// statements are told from the writer's.
+const benchRole = "pgcapacity_bench"
+
+// measureDBTime runs serve on database name as its own role with every
+// interval (and the probes' tenant refresh) the default divided by speedup,
+// so the collectors run in the proportions of the defaults, speedup times
+// as often. Once every collector has finished its first round (a start's
+// cost, not an hour's), it resets pg_stat_statements, waits window and
+// scales what serve's statements and backends cost to an hour at the
+// defaults. With writes, a writer updates every row of every table every
+// sizes interval, so every partition has changed when sizes runs: the
+// worst case for sizing only changed partitions.
+func measureDBTime(ctx context.Context, cluster *throwaway.Cluster, bin, name, url string, o options) (dbTime, error) {
+	var r dbTime
+	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
-		return 0, err
+		return r, err
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
-		return 0, fmt.Errorf("creating pg_stat_statements: %w", err)
-	}
-	if _, err := conn.Exec(ctx, `SELECT pg_stat_statements_reset()`); err != nil {
-		return 0, fmt.Errorf("resetting pg_stat_statements: %w", err)
-	}
-	_, cmd, err := startServe(ctx, bin, url)
-	if err != nil {
-		return 0, err
-	}
-	time.Sleep(window)
-	stopServe(cmd)
-	var ms float64
-	if err := conn.QueryRow(ctx, `SELECT coalesce(sum(s.total_exec_time + s.total_plan_time), 0)
-FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = $1`, name).Scan(&ms); err != nil {
-		return 0, fmt.Errorf("reading pg_stat_statements: %w", err)
-	}
-	if top > 0 {
-		if err := printTopStatements(ctx, conn, name, window, top); err != nil {
-			return 0, err
+	role := pgx.Identifier{benchRole}.Sanitize()
+	for _, sql := range []string{
+		`DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '` + benchRole + `') THEN CREATE ROLE ` + role + ` LOGIN IN ROLE pg_monitor; END IF; END$$`,
+		`GRANT SELECT ON ALL TABLES IN SCHEMA public TO ` + role,
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			return r, fmt.Errorf("creating the benchmark role: %w", err)
 		}
 	}
-	return time.Duration(ms * float64(time.Millisecond) * float64(time.Hour) / float64(window)), nil
+	serveURL := strings.Replace(url, "postgres://"+throwaway.Superuser+"@", "postgres://"+benchRole+"@", 1)
+	defaults := []struct {
+		name  string
+		every time.Duration
+	}{
+		{"PGCAPACITY_STATS_INTERVAL", 15 * time.Second}, {"PGCAPACITY_SIZES_INTERVAL", 5 * time.Minute},
+		{"PGCAPACITY_PROBE_INTERVAL", 15 * time.Second}, {"PGCAPACITY_STATEMENTS_INTERVAL", time.Minute},
+		{"PGCAPACITY_ADMINOPS_INTERVAL", 10 * time.Minute}, {"PGCAPACITY_MIGRATIONS_INTERVAL", 30 * time.Second},
+		{"PGCAPACITY_PROBE_TENANT_REFRESH", 10 * time.Minute},
+	}
+	var env []string
+	for _, d := range defaults {
+		env = append(env, fmt.Sprintf("%s=%dms", d.name, (d.every/time.Duration(o.speedup)).Milliseconds()))
+	}
+	_, cmd, err := startServe(ctx, bin, serveURL, env...)
+	if err != nil {
+		return r, err
+	}
+	defer stopServe(cmd)
+	var stop func() error
+	if o.writes {
+		stop = startWriter(ctx, url, o.tables, 5*time.Minute/time.Duration(o.speedup))
+	}
+	// Past the first rounds and each connection's first executions of a
+	// statement, which PostgreSQL plans anew (custom plans) before it
+	// settles on a cached generic plan: a start's cost, not an hour's.
+	time.Sleep(10 * 15 * time.Second / time.Duration(o.speedup))
+	if _, err := conn.Exec(ctx, `SELECT pg_stat_statements_reset((SELECT oid FROM pg_roles WHERE rolname = $1), (SELECT oid FROM pg_database WHERE datname = $2), 0)`, benchRole, name); err != nil {
+		return r, fmt.Errorf("resetting pg_stat_statements: %w", err)
+	}
+	cpuBefore, err := backendCPU(ctx, conn)
+	if err != nil {
+		return r, err
+	}
+	time.Sleep(o.dbTimeWindow)
+	cpuAfter, err := backendCPU(ctx, conn)
+	if err != nil {
+		return r, err
+	}
+	if stop != nil {
+		if err := stop(); err != nil {
+			return r, err
+		}
+	}
+	var ms float64
+	if err := conn.QueryRow(ctx, `SELECT coalesce(sum(s.total_exec_time + s.total_plan_time), 0)
+FROM pg_stat_statements s WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = $1) AND s.userid = (SELECT oid FROM pg_roles WHERE rolname = $2)`, name, benchRole).Scan(&ms); err != nil {
+		return r, fmt.Errorf("reading pg_stat_statements: %w", err)
+	}
+	var cpu time.Duration
+	for pid, after := range cpuAfter {
+		cpu += after - cpuBefore[pid] // a backend started meanwhile counts from 0
+	}
+	perHour := func(d time.Duration) time.Duration {
+		return time.Duration(float64(d) * float64(time.Hour) / float64(o.dbTimeWindow) / float64(o.speedup))
+	}
+	r = dbTime{statements: perHour(time.Duration(ms * float64(time.Millisecond))), cpu: perHour(cpu)}
+	if o.topStatements > 0 {
+		if err := printTopStatements(ctx, conn, name, o.dbTimeWindow*time.Duration(o.speedup), o.topStatements); err != nil {
+			return r, err
+		}
+	}
+	return r, nil
+}
+
+// backendCPU reads the CPU time (user and system) of every backend serve
+// has open, from /proc: the benchmark runs the server on this machine.
+func backendCPU(ctx context.Context, conn *pgx.Conn) (map[int]time.Duration, error) {
+	rows, err := conn.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE usename = $1`, benchRole)
+	if err != nil {
+		return nil, fmt.Errorf("listing serve's backends: %w", err)
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
+		return nil, fmt.Errorf("listing serve's backends: %w", err)
+	}
+	ticks := time.Second / 100 // USER_HZ on Linux
+	out := map[int]time.Duration{}
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue // ended meanwhile
+		}
+		f := strings.Fields(string(b)[strings.LastIndexByte(string(b), ')')+2:])
+		utime, _ := strconv.Atoi(f[11])
+		stime, _ := strconv.Atoi(f[12])
+		out[pid] = time.Duration(utime+stime) * ticks
+	}
+	return out, nil
+}
+
+// startWriter updates every row of the bench tables every interval until
+// the returned stop is called.
+func startWriter(ctx context.Context, url string, tables int, every time.Duration) func() error {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer conn.Close(context.Background())
+		for {
+			for i := 0; i < tables; i++ {
+				if _, err := conn.Exec(ctx, fmt.Sprintf(`UPDATE %s SET n = n + 1`, pgx.Identifier{fmt.Sprintf("bench_%d", i)}.Sanitize())); err != nil {
+					if ctx.Err() != nil {
+						done <- nil
+					} else {
+						done <- fmt.Errorf("writer: %w", err)
+					}
+					return
+				}
+			}
+			select {
+			case <-ctx.Done():
+				done <- nil
+				return
+			case <-time.After(every / 2):
+			}
+		}
+	}()
+	return func() error {
+		cancel()
+		return <-done
+	}
 }
 
 // printTopStatements prints to stderr the statements of database name that
 // cost the most (execution plus planning) in the window: where to look.
 func printTopStatements(ctx context.Context, conn *pgx.Conn, name string, window time.Duration, top int) error {
 	rows, err := conn.Query(ctx, `SELECT s.calls, s.total_exec_time, s.total_plan_time, regexp_replace(s.query, '\s+', ' ', 'g')
-FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = $1
-ORDER BY s.total_exec_time + s.total_plan_time DESC LIMIT $2`, name, top)
+FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid JOIN pg_roles u ON u.oid = s.userid
+WHERE d.datname = $1 AND u.rolname = $3
+ORDER BY s.total_exec_time + s.total_plan_time DESC LIMIT $2`, name, top, benchRole)
 	if err != nil {
 		return fmt.Errorf("reading the costliest statements: %w", err)
 	}
 	defer rows.Close()
-	fmt.Fprintf(os.Stderr, "costliest statements in %s over %s (calls, exec ms, plan ms, s/h, text):\n", name, window)
+	fmt.Fprintf(os.Stderr, "serve's costliest statements in %s over %s at the default intervals (calls, exec ms, plan ms, s/h, text):\n", name, window)
 	for rows.Next() {
 		var calls int64
 		var execMS, planMS float64
