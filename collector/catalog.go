@@ -5,10 +5,10 @@ import (
 	"sync"
 )
 
-// The catalog part of a stats round is what costs the database: walking
-// the partition tree over pg_inherits and reading every leaf's pg_class row
-// take about 20 ms of server time at 4,096 partitions, while the
-// pg_stat_get_* functions on those OIDs take about 1.5 ms. So the stats
+// The catalog part of a stats round is what costs the database: at 4,096
+// partitions the statement that walked the partition tree over pg_inherits
+// and joined every leaf's pg_class row took 21.5 ms of backend CPU, the
+// pg_stat_get_* functions on those OIDs alone 2.3 ms. So the stats
 // collector keeps what it read of the catalog (statsCache) and a round's
 // statement reads only what may have changed:
 //
@@ -35,14 +35,17 @@ import (
 // Catalog reads and statistics functions only: no relation locks.
 const treeSignatureCTE = `
 sig AS MATERIALIZED (
-    SELECT concat_ws(' ',
-        (SELECT count(*) || ':' || coalesce(sum(hashint8((i.inhrelid::int8 << 32) | i.inhparent::int8)), 0)
-         FROM pg_catalog.pg_inherits i),
-        (SELECT count(*) || ':' || coalesce(sum(p.partrelid::int8), 0)
-         FROM pg_catalog.pg_partitioned_table p)) AS s,
+    SELECT ` + treeSignatureSQL + ` AS s,
         ` + catalogKeySQL + ` AS catalog_key,
         pg_catalog.pg_is_in_recovery() AS in_recovery
 )`
+
+// treeSignatureSQL is the partition tree's signature (text).
+const treeSignatureSQL = `concat_ws(' ',
+        (SELECT count(*) || ':' || coalesce(sum(hashint8((i.inhrelid::int8 << 32) | i.inhparent::int8)), 0)
+         FROM pg_catalog.pg_inherits i),
+        (SELECT count(*) || ':' || coalesce(sum(p.partrelid::int8), 0)
+         FROM pg_catalog.pg_partitioned_table p))`
 
 // catalogKeySQL sums pg_class's and pg_namespace's own row counters: it
 // moves with every DDL (a rename, reloptions, an index, a rewrite) and
@@ -57,11 +60,7 @@ const catalogKeySQL = `(SELECT sum(pg_catalog.pg_stat_get_tuples_inserted(o) + p
 // dropped (pg_class's, pg_namespace's and pg_rewrite's own row counters).
 // A collector that lists tables, partitions and views reads the list again
 // only when it changes.
-const CatalogSignatureSQL = `concat_ws(' ',
-        (SELECT count(*) || ':' || coalesce(sum(hashint8((i.inhrelid::int8 << 32) | i.inhparent::int8)), 0)
-         FROM pg_catalog.pg_inherits i),
-        (SELECT count(*) || ':' || coalesce(sum(p.partrelid::int8), 0)
-         FROM pg_catalog.pg_partitioned_table p),
+const CatalogSignatureSQL = `concat_ws(' ', ` + treeSignatureSQL + `,
         (SELECT sum(pg_catalog.pg_stat_get_tuples_inserted(o) + pg_catalog.pg_stat_get_tuples_updated(o) + pg_catalog.pg_stat_get_tuples_deleted(o))
          FROM unnest('{pg_catalog.pg_class,pg_catalog.pg_namespace,pg_catalog.pg_rewrite}'::regclass[]::oid[]) AS o))`
 

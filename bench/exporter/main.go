@@ -4,10 +4,12 @@
 // per round at 64 and 4,096 partitions, series with and without partition
 // detail, /metrics latency under 20 concurrent scrapers and the exporter's
 // RSS. With -fleet it prints instead the series per database in every
-// partition detail mode at 64, 1,024 and 4,096 partitions.
+// partition detail mode at 64, 1,024 and 4,096 partitions; with -dbtime
+// also serve's database time per hour at the default intervals.
 //
 //	go run ./bench/exporter            # the README's numbers
 //	go run ./bench/exporter -fleet     # the README's fleet table
+//	go run ./bench/exporter -fleet -fleet-partitions 1024 -modes '' -rows 4000 -dbtime 6m [-dbtime-writes]
 //	go run ./bench/exporter -partitions 256 -scrape-duration 5s
 package main
 
