@@ -7,8 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/sigid/pgcapacity/collector"
+	"github.com/sigid/pgcapacity/internal/dbpool"
 	"github.com/sigid/pgcapacity/internal/pgstat"
+	"github.com/sigid/pgcapacity/internal/throwaway/pgtest"
 )
 
 // One stats collector keeps the partition tree and each leaf's catalog row
@@ -178,6 +181,56 @@ func TestSizesOfChangedPartitionsOnly(t *testing.T) {
 		for i, p := range got[0].Partitions {
 			if q := fresh[0].Partitions[i]; p != q {
 				t.Errorf("%s: kept sizes %+v, a fresh collector %+v", step.name, p, q)
+			}
+		}
+	}
+}
+
+// A standby replays the primary's writes without moving its own counters:
+// its stats and sizes rounds read what a fresh collector reads there.
+func TestCachedCatalogOnAStandby(t *testing.T) {
+	f := newFixture(t, hashTable("r", 4)...)
+	standby := pgtest.NewStandby(t, &cluster)
+	cfg, err := dbpool.Config(standby.URL(t, f.url), dbpool.Options{StatementTimeout: 10 * time.Second, LockTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pgxpool.NewWithConfig(f.ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	sel := collector.Selection{TenantColumn: "tenant_id"}
+	stats, sizes := collector.NewStats(sel, time.Minute, true), collector.NewSizes(sel, time.Minute, true)
+	for round, sql := range []string{"", `INSERT INTO r SELECT gen_random_uuid(), g, repeat('x', 2000) FROM generate_series(1, 2000) g`, `VACUUM ANALYZE r`} {
+		if sql != "" {
+			f.exec(sql)
+		}
+		standby.CatchUp(t)
+		_, got, err := stats.Sample(f.ctx, pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, fresh, err := collector.NewStats(sel, time.Minute, true).Sample(f.ctx, pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range got[0].Partitions {
+			if q := fresh[0].Partitions[i]; p.Reltuples != q.Reltuples || p.LiveRows != q.LiveRows || p.Name != q.Name {
+				t.Errorf("round %d on the standby: stats %+v, a fresh collector %+v", round, p, q)
+			}
+		}
+		gotSizes, err := sizes.Sample(f.ctx, pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		freshSizes, err := collector.NewSizes(sel, time.Minute, true).Sample(f.ctx, pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range gotSizes[0].Partitions {
+			if q := freshSizes[0].Partitions[i]; p != q {
+				t.Errorf("round %d on the standby: sizes %+v, a fresh collector %+v", round, p, q)
 			}
 		}
 	}

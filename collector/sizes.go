@@ -25,7 +25,8 @@ import (
 // its sizes are kept. Index DDL (CREATE and DROP INDEX, REINDEX) and other
 // rewrites (TRUNCATE, VACUUM FULL, CLUSTER) insert or update pg_class rows:
 // when pg_class's own counters moved since the last round ($4), every leaf
-// is sized (a per-leaf index list costs twice the rest of the key). The
+// is sized (a per-leaf index list costs twice the rest of the key), and on
+// a standby, where no counter moves (it replays the primary's writes). The
 // counters are reported about a second after a transaction ends, so a
 // write just before a round is sized the round after; and every
 // fullSizeEvery rounds every leaf is sized in any case.
@@ -46,7 +47,7 @@ locked AS (
 ),
 block AS (SELECT current_setting('block_size')::bigint AS bytes),
 last AS (SELECT * FROM unnest($2::oid[], $3::text[]) AS k(oid, key)),
-catalog AS MATERIALIZED (SELECT ` + catalogKeySQL + ` AS catalog_key)
+catalog AS MATERIALIZED (SELECT ` + catalogKeySQL + ` AS catalog_key, pg_catalog.pg_is_in_recovery() AS in_recovery)
 SELECT (SELECT catalog_key FROM catalog), r.root, r.root_schema, r.root_name, r.strategy, coalesce(l.nspname, ''), coalesce(l.relname, ''), l.oid, k.key, coalesce(k.changed, false),
        coalesce(k.changed AND (l.oid IN (SELECT relation FROM locked) OR l.reltoastrelid IN (SELECT relation FROM locked)), false) AS heap_estimated,
        CASE WHEN NOT k.changed THEN NULL
@@ -60,7 +61,7 @@ FROM roots r
 LEFT JOIN leaves l ON l.root = r.root
 LEFT JOIN last ON last.oid = l.oid
 LEFT JOIN LATERAL (
-    SELECT k.key, k.key IS DISTINCT FROM last.key OR (SELECT catalog_key FROM catalog) IS DISTINCT FROM $4 AS changed
+    SELECT k.key, k.key IS DISTINCT FROM last.key OR (SELECT catalog_key IS DISTINCT FROM $4 OR in_recovery FROM catalog) AS changed
     FROM (SELECT concat_ws(' ',
         pg_catalog.pg_stat_get_tuples_inserted(l.oid) + pg_catalog.pg_stat_get_tuples_updated(l.oid) + pg_catalog.pg_stat_get_tuples_deleted(l.oid),
         pg_catalog.pg_stat_get_vacuum_count(l.oid) + pg_catalog.pg_stat_get_autovacuum_count(l.oid),
