@@ -2,7 +2,6 @@ package migrate
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -97,20 +96,7 @@ func TestCopyBatchConflictFallsBack(t *testing.T) {
 	ctx := context.Background()
 	pool, _ := sigidDB(t, "session", 2)
 	m := New(pool, testLogger(t))
-	stopCtx, stop := context.WithCancel(ctx)
-	m.Progress = func(p Progress) {
-		if p.DoneBlocks > 0 {
-			stop()
-		}
-	}
-	_, err := m.Start(stopCtx, StartRequest{
-		PlanRequest: PlanRequest{Schema: "public", Table: "session", Partitions: 4, Thresholds: thresholds()},
-		Reason:      "test", Requester: "alice", Approver: "bob", Copy: CopyOptions{BatchSize: 50},
-	})
-	if !errors.Is(err, ErrInterrupted) {
-		t.Fatalf("start stopped after the first batch: %v", err)
-	}
-	m.Progress = nil
+	startStopped(t, m, "session", 4)
 	var source string
 	var next int64
 	if err := pool.QueryRow(ctx, `SELECT source_name, next_block FROM pgcapacity.copy_progress WHERE NOT done AND next_block > 0 LIMIT 1`).Scan(&source, &next); err != nil {

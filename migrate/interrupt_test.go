@@ -14,19 +14,7 @@ func TestCopyInterruptedBetweenBatchesIsAnInterruption(t *testing.T) {
 	ctx := context.Background()
 	pool, _ := sigidDB(t, "session", 4)
 	m := New(pool, testLogger(t))
-	stopCtx, stop := context.WithCancel(ctx)
-	m.Progress = func(p Progress) {
-		if p.DoneBlocks > 0 {
-			stop()
-		}
-	}
-	_, err := m.Start(stopCtx, StartRequest{
-		PlanRequest: PlanRequest{Schema: "public", Table: "session", Partitions: 8, Thresholds: thresholds()},
-		Reason:      "interrupt test", Requester: "alice", Approver: "bob", Copy: CopyOptions{BatchSize: 50},
-	})
-	if !errors.Is(err, ErrInterrupted) {
-		t.Fatalf("start stopped after the first batch: %v", err)
-	}
+	startStopped(t, m, "session", 8)
 	// The workers and the feeder race for the first source partition once
 	// the context is cancelled; every round must end the same way.
 	for round := 0; round < 150; round++ {

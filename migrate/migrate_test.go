@@ -48,6 +48,28 @@ func thresholds() config.Thresholds {
 	return config.Thresholds{PlanningShare: 0.1, WriteRetentionTarget: config.Duration(time.Hour), DecreaseIndexShare: 0.25}
 }
 
+// startStopped starts a migration of public.<table> to parts partitions and
+// stops it at the copy's first batch boundary, as Ctrl-C would: the
+// migration is then copying, part of it copied. m's Progress is reset.
+func startStopped(t *testing.T, m *Migrator, table string, parts int) {
+	t.Helper()
+	stopCtx, stop := context.WithCancel(context.Background())
+	defer stop()
+	m.Progress = func(p Progress) {
+		if p.DoneBlocks > 0 {
+			stop()
+		}
+	}
+	defer func() { m.Progress = nil }()
+	_, err := m.Start(stopCtx, StartRequest{
+		PlanRequest: PlanRequest{Schema: "public", Table: table, Partitions: parts, Thresholds: thresholds()},
+		Reason:      "test", Requester: "alice", Approver: "bob", Copy: CopyOptions{BatchSize: 50},
+	})
+	if !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("start stopped after the first batch: %v", err)
+	}
+}
+
 // sigidDB creates a database with the reference schema, table at parts
 // partitions, and a small generated data set.
 func sigidDB(t *testing.T, table string, parts int) (*pgxpool.Pool, string) {

@@ -45,20 +45,7 @@ func TestUpgradeResumesMigrationFromReleaseState(t *testing.T) {
 	pool, _ := sigidDB(t, "session", 4)
 	createReleaseState(t, pool)
 	m := New(pool, testLogger(t))
-	stopCtx, stop := context.WithCancel(ctx)
-	m.Progress = func(p Progress) {
-		if p.DoneBlocks > 0 {
-			stop()
-		}
-	}
-	_, err := m.Start(stopCtx, StartRequest{
-		PlanRequest: PlanRequest{Schema: "public", Table: "session", Partitions: 8, Thresholds: thresholds()},
-		Reason:      "upgrade test", Requester: "alice", Approver: "bob", Copy: CopyOptions{BatchSize: 50},
-	})
-	if !errors.Is(err, ErrInterrupted) {
-		t.Fatalf("start stopped after the first batch: %v", err)
-	}
-	m.Progress = nil
+	startStopped(t, m, "session", 8)
 	// Start wrote the migration with the statements of the release (the
 	// state's rows are unchanged since); without the version row the state
 	// is what the release left.
