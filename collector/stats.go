@@ -261,16 +261,22 @@ func readVacuumTime(ctx context.Context, db *pgxpool.Pool, tables []Table) error
 
 // statsRow is one row of statsSQL; which columns are set depends on kind.
 type statsRow struct {
-	kind                int16
-	signature           *string
-	catalogKey          *int64
-	root                *uint32
-	rootInfo            rootRow
-	oid                 *uint32
-	leaf                cachedLeaf // the pg_class columns (kinds 0 and 3)
-	key                 *int64
-	stats               Partition // live, dead, modified rows, last vacuum and analyze
-	lastVacuum, lastAna *time.Time
+	kind       int16
+	signature  *string
+	catalogKey *int64
+	root       *uint32
+	rootInfo   rootRow
+	oid        *uint32
+	leaf       cachedLeaf // the pg_class columns (kinds 0 and 3)
+	stats      leafStats  // kinds 0 and 2
+}
+
+// leafStats are a leaf's statistics of one round, kept by OID until the
+// round's rows are all read: only what the partition needs, 4,096 of them.
+type leafStats struct {
+	key                  int64 // leafKey; -1 when unknown
+	live, dead, modified float64
+	lastVacuum, lastAna  *time.Time
 }
 
 // rootRow is a root's description.
@@ -289,15 +295,20 @@ func scanStatsRow(rows pgx.Rows) (statsRow, error) {
 		reltuples                   *float64
 		toast, frozen, toastFrozen  *uint32
 		live, dead, modified        *float64
+		leafKey                     *int64
 	)
 	err := rows.Scan(&r.kind, &r.signature, &r.catalogKey,
 		&r.root, &schema, &name, &strategy, &key, &r.rootInfo.firstKey, &r.rootInfo.parentAnalyzed, &r.rootInfo.parentHasStatistics,
 		&r.oid, &leafSchema, &leafName, &reltuples, &r.leaf.reloptions, &toast, &frozen, &toastFrozen,
-		&r.key, &live, &dead, &modified, &r.lastVacuum, &r.lastAna)
+		&leafKey, &live, &dead, &modified, &r.stats.lastVacuum, &r.stats.lastAna)
 	r.rootInfo.schema, r.rootInfo.name, r.rootInfo.strategy, r.rootInfo.key = deref(schema), deref(name), deref(strategy), deref(key)
 	r.leaf.schema, r.leaf.name, r.leaf.reltuples = deref(leafSchema), deref(leafName), deref(reltuples)
 	r.leaf.toast, r.leaf.frozenXID, r.leaf.toastFrozenXID = deref(toast), deref(frozen), deref(toastFrozen)
-	r.stats.LiveRows, r.stats.DeadRows, r.stats.ModSinceAnalyze = deref(live), deref(dead), deref(modified)
+	r.stats.live, r.stats.dead, r.stats.modified = deref(live), deref(dead), deref(modified)
+	r.stats.key = -1
+	if leafKey != nil {
+		r.stats.key = *leafKey
+	}
 	return r, err
 }
 
@@ -306,8 +317,8 @@ func scanStatsRow(rows pgx.Rows) (statsRow, error) {
 func (s *Stats) scanTables(rows pgx.Rows, srv *Server, old *statsCache, nextXID uint32) ([]Table, error) {
 	next := &statsCache{byOID: map[uint32]int{}, catalogKey: -1}
 	roots := map[uint32]rootRow{}
-	stats := map[uint32]statsRow{}  // by leaf OID
-	reread := map[uint32]statsRow{} // by leaf OID
+	stats := map[uint32]leafStats{}   // by leaf OID
+	reread := map[uint32]cachedLeaf{} // by leaf OID
 	walked := false
 	for rows.Next() {
 		r, err := scanStatsRow(rows)
@@ -330,15 +341,14 @@ func (s *Stats) scanTables(rows pgx.Rows, srv *Server, old *statsCache, nextXID 
 			if r.kind == 1 || r.oid == nil {
 				continue // a root's row, or a partitioned table without partitions yet
 			}
-			r.leaf.oid, r.leaf.root = *r.oid, *r.root
-			r.leaf.key = deref(r.key)
+			r.leaf.oid, r.leaf.root, r.leaf.key = *r.oid, *r.root, r.stats.key
 			next.byOID[r.leaf.oid] = len(next.leaves)
 			next.leaves = append(next.leaves, r.leaf)
-			stats[r.leaf.oid] = r
+			stats[r.leaf.oid] = r.stats
 		case 2:
-			stats[*r.oid] = r
+			stats[*r.oid] = r.stats
 		case 3:
-			reread[*r.oid] = r
+			reread[*r.oid] = r.leaf
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -352,11 +362,11 @@ func (s *Stats) scanTables(rows pgx.Rows, srv *Server, old *statsCache, nextXID 
 			if !ok {
 				return nil, fmt.Errorf("reading partition statistics: no statistics for cached partition OID %d", l.oid)
 			}
-			if r, ok := reread[l.oid]; ok {
-				r.leaf.oid, r.leaf.root = l.oid, l.root
-				l = r.leaf
+			if fresh, ok := reread[l.oid]; ok {
+				fresh.oid, fresh.root = l.oid, l.root
+				l = fresh
 			}
-			l.key = deref(st.key)
+			l.key = st.key
 			next.byOID[l.oid] = len(next.leaves)
 			next.leaves = append(next.leaves, l)
 		}
@@ -390,8 +400,7 @@ func (s *Stats) scanTables(rows pgx.Rows, srv *Server, old *statsCache, nextXID 
 			continue
 		}
 		st := stats[l.oid]
-		p := st.stats
-		p.OID = l.oid
+		p := Partition{OID: l.oid, LiveRows: st.live, DeadRows: st.dead, ModSinceAnalyze: st.modified}
 		p.Name = partitionLabel(tables[ti].Schema, l.schema, l.name)
 		p.Reltuples = l.reltuples
 		if l.frozenXID != 0 {
