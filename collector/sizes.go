@@ -164,8 +164,8 @@ func (s *Sizes) read(ctx context.Context, db *pgxpool.Pool) ([]TableSizes, error
 	// One round at a time: each round's keys are the previous round's.
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var oids []uint32
-	var keys []string
+	oids := make([]uint32, 0, len(s.last))
+	keys := make([]string, 0, len(s.last))
 	catalogKey := s.catalogKey
 	if s.rounds+1 < fullSizeEvery {
 		for oid, l := range s.last {
@@ -180,7 +180,7 @@ func (s *Sizes) read(ctx context.Context, db *pgxpool.Pool) ([]TableSizes, error
 		return nil, fmt.Errorf("reading partition sizes: %w", err)
 	}
 	var tables []TableSizes
-	next := map[uint32]sizedLeaf{}
+	next := make(map[uint32]sizedLeaf, len(s.last))
 	sizedAll := true
 	for rows.Next() {
 		var (

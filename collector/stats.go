@@ -287,9 +287,11 @@ type rootRow struct {
 	parentHasStatistics         *bool
 }
 
-func scanStatsRow(rows pgx.Rows) (statsRow, error) {
+// scanStatsRow reads the current row into r, reused across rows: at
+// 16,384 partitions a round's garbage is what the exporter's RSS follows.
+func scanStatsRow(rows pgx.Rows, r *statsRow) error {
+	*r = statsRow{}
 	var (
-		r                           statsRow
 		schema, name, strategy, key *string
 		leafSchema, leafName        *string
 		reltuples                   *float64
@@ -309,20 +311,24 @@ func scanStatsRow(rows pgx.Rows) (statsRow, error) {
 	if leafKey != nil {
 		r.stats.key = *leafKey
 	}
-	return r, err
+	return err
 }
 
 // scanTables reads statsSQL's rows into tables, taking what they leave
 // out from the cache they were asked with (old), and stores the next cache.
 func (s *Stats) scanTables(rows pgx.Rows, srv *Server, old *statsCache, nextXID uint32) ([]Table, error) {
-	next := &statsCache{byOID: map[uint32]int{}, catalogKey: -1}
+	size := 0
+	if old != nil {
+		size = len(old.leaves)
+	}
+	next := &statsCache{byOID: make(map[uint32]int, size), leaves: make([]cachedLeaf, 0, size), catalogKey: -1}
 	roots := map[uint32]rootRow{}
-	stats := map[uint32]leafStats{}   // by leaf OID
-	reread := map[uint32]cachedLeaf{} // by leaf OID
+	stats := make(map[uint32]leafStats, size) // by leaf OID
+	reread := map[uint32]cachedLeaf{}         // by leaf OID
+	var r statsRow
 	walked := false
 	for rows.Next() {
-		r, err := scanStatsRow(rows)
-		if err != nil {
+		if err := scanStatsRow(rows, &r); err != nil {
 			return nil, fmt.Errorf("scanning partition statistics: %w", err)
 		}
 		if r.catalogKey != nil {
@@ -393,6 +399,15 @@ func (s *Stats) scanTables(rows pgx.Rows, srv *Server, old *statsCache, nextXID 
 		}
 		byRoot[oid] = len(tables)
 		tables = append(tables, t)
+	}
+	counts := make([]int, len(tables))
+	for _, l := range next.leaves {
+		if ti, ok := byRoot[l.root]; ok {
+			counts[ti]++
+		}
+	}
+	for ti := range tables {
+		tables[ti].Partitions = make([]Partition, 0, counts[ti])
 	}
 	for _, l := range next.leaves {
 		ti, ok := byRoot[l.root]
