@@ -6,12 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sigid/pgcapacity/internal/dbpool"
 )
 
 // Result is one round of every check, the typed form `check` reports.
@@ -148,8 +149,7 @@ func runCheck(ctx context.Context, pool *pgxpool.Pool, c *Check, params Paramete
 		return nil, fmt.Errorf("admin-ops check %s: starting a read-only transaction: %w", c.Name, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only: nothing to keep
-	if _, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true)",
-		milliseconds(opts.QueryTimeout), milliseconds(opts.LockTimeout)); err != nil {
+	if err := dbpool.SetLocalTimeouts(ctx, tx, opts.QueryTimeout, opts.LockTimeout); err != nil {
 		return nil, fmt.Errorf("admin-ops check %s: setting timeouts: %w", c.Name, err)
 	}
 	// An unnamed statement each round: planned with this round's values
@@ -213,8 +213,3 @@ const (
 	defaultQueryTimeout = 10 * time.Second
 	defaultLockTimeout  = time.Second
 )
-
-// milliseconds renders a timeout for set_config, never 0 (which disables it).
-func milliseconds(d time.Duration) string {
-	return strconv.FormatInt(max(d.Milliseconds(), 1), 10)
-}

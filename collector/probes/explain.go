@@ -5,12 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sigid/pgcapacity/internal/dbpool"
 )
 
 // querier is what loading tenants and reading the catalog (with migrate's
@@ -56,8 +57,7 @@ func run(ctx context.Context, pool *pgxpool.Pool, sql, tenant string, statementT
 	}
 	// Read-only: ending it either way loses nothing.
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if _, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true)",
-		millis(statementTimeout), millis(lockTimeout)); err != nil {
+	if err := dbpool.SetLocalTimeouts(ctx, tx, statementTimeout, lockTimeout); err != nil {
 		return Timing{}, fmt.Errorf("setting the probe's timeouts: %w", err)
 	}
 	var out []byte
@@ -76,10 +76,6 @@ func run(ctx context.Context, pool *pgxpool.Pool, sql, tenant string, statementT
 	}
 	t.Total = total
 	return t, nil
-}
-
-func millis(d time.Duration) string {
-	return strconv.FormatInt(max(d.Milliseconds(), 1), 10)
 }
 
 type planNode struct {

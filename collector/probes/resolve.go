@@ -9,6 +9,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sigid/pgcapacity/internal/dbpool"
 )
 
 // resolve reads which probes run now: the configured ones, then one
@@ -215,8 +217,7 @@ func (c *Collector) validateProbe(ctx context.Context, conn *pgx.Conn, p Probe) 
 		return fmt.Errorf("validating probe %q: %w", p.Name, err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if _, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true)",
-		millis(c.opts.QueryTimeout), millis(c.opts.LockTimeout)); err != nil {
+	if err := dbpool.SetLocalTimeouts(ctx, tx, c.opts.QueryTimeout, c.opts.LockTimeout); err != nil {
 		return fmt.Errorf("validating probe %q: %w", p.Name, err)
 	}
 	if _, err := conn.PgConn().Prepare(ctx, "", p.SQL, nil); err != nil {

@@ -4,6 +4,7 @@
 package dbpool
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -36,6 +38,15 @@ func millis(d time.Duration) string {
 		ms++
 	}
 	return strconv.FormatInt(ms, 10)
+}
+
+// SetLocalTimeouts sets the statement and lock timeouts of tx alone
+// (set_config with is_local), rounded up to whole milliseconds like the
+// pool's: a probe or check runs under its own limits.
+func SetLocalTimeouts(ctx context.Context, tx pgx.Tx, statement, lock time.Duration) error {
+	_, err := tx.Exec(ctx, "SELECT pg_catalog.set_config('statement_timeout', $1, true), pg_catalog.set_config('lock_timeout', $2, true)",
+		millis(statement), millis(lock))
+	return err
 }
 
 // DescribeParseError says what is wrong with a connection string: the
