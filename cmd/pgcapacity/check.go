@@ -49,16 +49,7 @@ func (r checkReport) holds() bool {
 }
 
 func runCheck(ctx context.Context, env *environment, args []string) (int, error) {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
-	asJSON := fs.Bool("json", false, "print the report as JSON")
-	if err := parseFlags(fs, args); err != nil {
-		return exitError, err
-	}
-	if err := env.cfg.RequireDatabase(); err != nil {
-		return exitError, err
-	}
-	pool, err := openPool(ctx, env.cfg, env.cfg.DatabaseURL)
+	pool, asJSON, err := openReport(ctx, env, "check", "the report", args)
 	if err != nil {
 		return exitError, err
 	}
@@ -67,7 +58,7 @@ func runCheck(ctx context.Context, env *environment, args []string) (int, error)
 	if err != nil {
 		return exitError, err
 	}
-	if *asJSON {
+	if asJSON {
 		if err := writeJSON(env.stdout, report); err != nil {
 			return exitError, err
 		}
@@ -78,6 +69,22 @@ func runCheck(ctx context.Context, env *environment, args []string) (int, error)
 		return exitFinding, nil
 	}
 	return exitOK, nil
+}
+
+// openReport parses the flags of a report command (check, probes: --json
+// only) and opens its pool on the configured database.
+func openReport(ctx context.Context, env *environment, command, what string, args []string) (pool *pgxpool.Pool, asJSON bool, err error) {
+	fs := flag.NewFlagSet(command, flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	jsonFlag := fs.Bool("json", false, "print "+what+" as JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return nil, false, err
+	}
+	if err := env.cfg.RequireDatabase(); err != nil {
+		return nil, false, err
+	}
+	pool, err = openPool(ctx, env.cfg, env.cfg.DatabaseURL)
+	return pool, *jsonFlag, err
 }
 
 // sampleReport runs one round of the capacity collectors and judges it.

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -24,16 +22,7 @@ type probesReport struct {
 }
 
 func runProbes(ctx context.Context, env *environment, args []string) (int, error) {
-	fs := flag.NewFlagSet("probes", flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
-	asJSON := fs.Bool("json", false, "print the probes as JSON")
-	if err := parseFlags(fs, args); err != nil {
-		return exitError, err
-	}
-	if err := env.cfg.RequireDatabase(); err != nil {
-		return exitError, err
-	}
-	pool, err := openPool(ctx, env.cfg, env.cfg.DatabaseURL)
+	pool, asJSON, err := openReport(ctx, env, "probes", "the probes", args)
 	if err != nil {
 		return exitError, err
 	}
@@ -52,10 +41,8 @@ func runProbes(ctx context.Context, env *environment, args []string) (int, error
 	if err != nil {
 		return exitError, describeDBError(err)
 	}
-	if *asJSON {
-		enc := json.NewEncoder(env.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+	if asJSON {
+		if err := writeJSON(env.stdout, rep); err != nil {
 			return exitError, err
 		}
 		return exitOK, nil

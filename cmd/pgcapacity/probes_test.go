@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,7 +20,6 @@ import (
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/sigid/pgcapacity/collector"
 	"github.com/sigid/pgcapacity/internal/config"
 	"github.com/sigid/pgcapacity/internal/testutil"
 )
@@ -30,39 +27,9 @@ import (
 // serveLogged runs serve in process like serveInProcess, keeping its log.
 func serveLogged(t *testing.T, cfg config.Config) (addr string, logs *testutil.LockedBuffer, stop func() error) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	logs = &testutil.LockedBuffer{}
-	env := &environment{cfg: cfg, logger: slog.New(slog.NewTextHandler(logs, nil)), stdout: logs, stderr: logs}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	ready := make(chan struct{})
-	go func() { done <- serve(ctx, env, ln, nil, func(*collector.Sampler) { close(ready) }) }()
-	select {
-	case <-ready:
-	case err := <-done:
-		cancel()
-		t.Fatalf("serve returned early: %v\n%s", err, logs.String())
-	}
-	stopped := false
-	stop = func() error {
-		if stopped {
-			return nil
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(20 * time.Second):
-			t.Fatal("serve did not return within 20 s of cancellation")
-			return nil
-		}
-	}
-	t.Cleanup(func() { _ = stop() })
-	return ln.Addr().String(), logs, stop
+	addr, stop = serveListening(t, cfg, nil, logs)
+	return addr, logs, stop
 }
 
 // runCommand runs pgcapacity in process with only these PGCAPACITY_ settings.

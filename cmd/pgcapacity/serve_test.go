@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -33,15 +34,15 @@ func serveInProcess(t *testing.T, cfg config.Config) (addr string, stop func() e
 }
 
 // serveListening is serveInProcess with a health listener (nil for none)
-// and the log written to logs.
+// and the log and output written to logs. stop may be called more than
+// once; the test's cleanup calls it too.
 func serveListening(t *testing.T, cfg config.Config, health net.Listener, logs io.Writer) (addr string, stop func() error) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out bytes.Buffer
-	env := &environment{cfg: cfg, logger: slog.New(slog.NewTextHandler(logs, nil)), stdout: &out, stderr: &out}
+	env := &environment{cfg: cfg, logger: slog.New(slog.NewTextHandler(logs, nil)), stdout: logs, stderr: logs}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	ready := make(chan struct{})
@@ -50,9 +51,18 @@ func serveListening(t *testing.T, cfg config.Config, health net.Listener, logs i
 	case <-ready:
 	case err := <-done:
 		cancel()
-		t.Fatalf("serve returned early: %v", err)
+		kept := ""
+		if s, ok := logs.(fmt.Stringer); ok {
+			kept = "\n" + s.String()
+		}
+		t.Fatalf("serve returned early: %v%s", err, kept)
 	}
-	return ln.Addr().String(), func() error {
+	stopped := false
+	stop = func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
 		cancel()
 		select {
 		case err := <-done:
@@ -62,6 +72,8 @@ func serveListening(t *testing.T, cfg config.Config, health net.Listener, logs i
 			return nil
 		}
 	}
+	t.Cleanup(func() { _ = stop() })
+	return ln.Addr().String(), stop
 }
 
 func testConfig(t *testing.T, dbURL string) config.Config {
