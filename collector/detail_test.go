@@ -147,7 +147,7 @@ func TestDefaultDetailBoundsSeriesAt4096Partitions(t *testing.T) {
 }
 
 func TestExporterSeriesCountsEveryFamily(t *testing.T) {
-	r, err := renderMetrics([]prometheus.Metric{
+	r, err := renderMetrics(nil, []prometheus.Metric{
 		prometheus.MustNewConstMetric(descSkew, prometheus.GaugeValue, 6.5, "public", "session"),
 		prometheus.MustNewConstMetric(descSkew, prometheus.GaugeValue, 1.5, "public", "referral"),
 		prometheus.MustNewConstMetric(descTableXIDAge, prometheus.GaugeValue, 1, "public", "referral"),
@@ -155,11 +155,11 @@ func TestExporterSeriesCountsEveryFamily(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	part, err := seriesPart([]rendered{r})
+	part, err := seriesPart(nil, []rendered{r})
 	if err != nil {
 		t.Fatal(err)
 	}
-	snap, err := assemble([]rendered{r, part})
+	snap, err := assemble(nil, []rendered{r, part})
 	if err != nil {
 		t.Fatal(err)
 	}

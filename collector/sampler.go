@@ -49,6 +49,7 @@ type Sampler struct {
 	results     map[string]result
 	firstRounds int
 
+	zips      zipPool
 	snapshot  atomic.Pointer[Snapshot]
 	ready     atomic.Bool
 	reconnect *reconnectGate
@@ -196,7 +197,7 @@ func (s *Sampler) record(c Collector, metrics []prometheus.Metric, start time.Ti
 	// and are dropped, so memory holds only the rendered form.
 	var r *rendered
 	if err == nil {
-		out, renderErr := renderMetrics(metrics)
+		out, renderErr := renderMetrics(&s.zips, metrics)
 		if renderErr != nil {
 			err = fmt.Errorf("rendering the round's metrics: %w", renderErr)
 		} else {
@@ -302,7 +303,7 @@ func (s *Sampler) renderLocked() {
 	for _, c := range s.runtime {
 		reg.MustRegister(c)
 	}
-	own, err := renderGatherer(reg)
+	own, err := renderGatherer(&s.zips, reg)
 	if err != nil {
 		s.logger.Error("rendering the exporter's own metrics", "err", err)
 		return
@@ -329,12 +330,12 @@ func (s *Sampler) renderLocked() {
 		}
 		parts = append(parts, *r.rendered)
 	}
-	series, err := seriesPart(parts)
+	series, err := seriesPart(&s.zips, parts)
 	if err != nil {
 		s.logger.Error("rendering the series count", "err", err)
 		return
 	}
-	snap, err := assemble(append(parts, series))
+	snap, err := assemble(&s.zips, append(parts, series))
 	if err != nil {
 		s.logger.Error("rendering the metrics snapshot", "err", err)
 		return

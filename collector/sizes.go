@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sigid/pgcapacity/collector/migrationtables"
@@ -17,9 +18,10 @@ import (
 // pg_table_size's six (free space and visibility maps are not what
 // outgrows memory).
 //
-// A leaf's change key is what moves whenever its files can grow or shrink:
-// its rows inserted, updated and deleted and its vacuums (its TOAST
-// table's too) and the file numbers of heap and TOAST table. $2 are the
+// A leaf's change key is a 64-bit hash of what moves whenever its files
+// can grow or shrink: its rows inserted, updated and deleted and its
+// vacuums (its TOAST table's too) and the file numbers of heap and TOAST
+// table (a hash, not the text: 16,384 keys are sent back each round). $2 are the
 // leaves sized last round, $3 their keys then: a leaf whose key is the same
 // is not sized again (nor opened: a locked one cannot stall the round), and
 // its sizes are kept. Index DDL (CREATE and DROP INDEX, REINDEX) and other
@@ -46,7 +48,7 @@ locked AS (
       AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
 ),
 block AS (SELECT current_setting('block_size')::bigint AS bytes),
-last AS (SELECT * FROM unnest($2::oid[], $3::text[]) AS k(oid, key)),
+last AS (SELECT * FROM unnest($2::oid[], $3::int8[]) AS k(oid, key)),
 catalog AS MATERIALIZED (SELECT ` + catalogKeySQL + ` AS catalog_key, pg_catalog.pg_is_in_recovery() AS in_recovery)
 SELECT (SELECT catalog_key FROM catalog), r.root, r.root_schema, r.root_name, r.strategy, coalesce(l.nspname, ''), coalesce(l.relname, ''), l.oid, k.key, coalesce(k.changed, false),
        coalesce(k.changed AND (l.oid IN (SELECT relation FROM locked) OR l.reltoastrelid IN (SELECT relation FROM locked)), false) AS heap_estimated,
@@ -62,7 +64,7 @@ LEFT JOIN leaves l ON l.root = r.root
 LEFT JOIN last ON last.oid = l.oid
 LEFT JOIN LATERAL (
     SELECT k.key, k.key IS DISTINCT FROM last.key OR (SELECT catalog_key IS DISTINCT FROM $4 OR in_recovery FROM catalog) AS changed
-    FROM (SELECT concat_ws(' ',
+    FROM (SELECT pg_catalog.hashtextextended(concat_ws(' ',
         pg_catalog.pg_stat_get_tuples_inserted(l.oid) + pg_catalog.pg_stat_get_tuples_updated(l.oid) + pg_catalog.pg_stat_get_tuples_deleted(l.oid),
         pg_catalog.pg_stat_get_vacuum_count(l.oid) + pg_catalog.pg_stat_get_autovacuum_count(l.oid),
         l.relfilenode,
@@ -70,7 +72,7 @@ LEFT JOIN LATERAL (
                 pg_catalog.pg_stat_get_tuples_inserted(t.oid) + pg_catalog.pg_stat_get_tuples_deleted(t.oid),
                 pg_catalog.pg_stat_get_vacuum_count(t.oid) + pg_catalog.pg_stat_get_autovacuum_count(t.oid))
             FROM pg_catalog.pg_class t WHERE t.oid = l.reltoastrelid) END,
-        r.first_key_column) AS key) k
+        r.first_key_column), 0) AS key) k
 ) k ON l.oid IS NOT NULL
 LEFT JOIN LATERAL (
     SELECT coalesce(bool_or(s.estimated), false) AS estimated,
@@ -116,7 +118,7 @@ type Sizes struct {
 
 // sizedLeaf is a leaf's sizes and the change key they were read with.
 type sizedLeaf struct {
-	key   string
+	key   int64
 	sizes PartitionSizes
 }
 
@@ -165,7 +167,7 @@ func (s *Sizes) read(ctx context.Context, db *pgxpool.Pool) ([]TableSizes, error
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	oids := make([]uint32, 0, len(s.last))
-	keys := make([]string, 0, len(s.last))
+	keys := make([]int64, 0, len(s.last))
 	catalogKey := s.catalogKey
 	if s.rounds+1 < fullSizeEvery {
 		for oid, l := range s.last {
@@ -182,15 +184,17 @@ func (s *Sizes) read(ctx context.Context, db *pgxpool.Pool) ([]TableSizes, error
 	var tables []TableSizes
 	next := make(map[uint32]sizedLeaf, len(s.last))
 	sizedAll := true
+	// Declared once, not per row: scan destinations escape, and per row
+	// they would be a round's largest garbage at 16,384 partitions.
+	var (
+		rootOID                                      uint32
+		schema, name, strategy, leafSchema, leafName string
+		oid                                          pgtype.Uint32
+		key                                          pgtype.Int8
+		changed, heapEstimated, indexEstimated       bool
+		heap, index, tenantIndex                     pgtype.Float8
+	)
 	for rows.Next() {
-		var (
-			rootOID                                      uint32
-			schema, name, strategy, leafSchema, leafName string
-			oid                                          *uint32
-			key                                          *string
-			changed, heapEstimated, indexEstimated       bool
-			heap, index, tenantIndex                     *float64
-		)
 		if err := rows.Scan(&catalogKey, &rootOID, &schema, &name, &strategy, &leafSchema, &leafName, &oid, &key, &changed, &heapEstimated, &heap,
 			&indexEstimated, &index, &tenantIndex); err != nil {
 			rows.Close()
@@ -204,19 +208,19 @@ func (s *Sizes) read(ctx context.Context, db *pgxpool.Pool) ([]TableSizes, error
 		if n := len(tables); n == 0 || tables[n-1].OID != rootOID {
 			tables = append(tables, TableSizes{OID: rootOID, Schema: schema, Name: name, Hot: matchAny(s.selection.HotTables, schema, name), Strategy: strategy})
 		}
-		if oid == nil {
+		if !oid.Valid {
 			continue
 		}
 		var p PartitionSizes
 		if changed {
-			p = PartitionSizes{HeapBytes: deref(heap), IndexBytes: deref(index), TenantIndexBytes: deref(tenantIndex),
+			p = PartitionSizes{HeapBytes: heap.Float64, IndexBytes: index.Float64, TenantIndexBytes: tenantIndex.Float64,
 				Estimated: heapEstimated || indexEstimated}
 		} else {
 			sizedAll = false
-			p = s.last[*oid].sizes
+			p = s.last[oid.Uint32].sizes
 		}
 		p.Name = partitionLabel(schema, leafSchema, leafName)
-		next[*oid] = sizedLeaf{key: deref(key), sizes: p}
+		next[oid.Uint32] = sizedLeaf{key: key.Int64, sizes: p}
 		t := &tables[len(tables)-1]
 		t.Partitions = append(t.Partitions, p)
 	}
@@ -287,11 +291,12 @@ func (s *Sizes) metrics(tables []TableSizes) []prometheus.Metric {
 		out.add(descTableSizesEstimated, estimated, t.Schema, t.Name)
 		shown := shownPartitions(mode, len(t.Partitions), s.detail.TopK,
 			func(i int) float64 { return t.Partitions[i].TenantIndexBytes })
+		pairs := newTableLabelPairs(t.Schema, t.Name)
 		for i, p := range t.Partitions {
 			if shown != nil && !shown[i] {
 				continue
 			}
-			l := partitionLabelPairs(t.Schema, t.Name, p.Name)
+			l := pairs.partition(p.Name)
 			out.addShared(descPartHeap, p.HeapBytes, l)
 			out.addShared(descPartIndex, p.IndexBytes, l)
 			out.addShared(descPartTenantIndex, p.TenantIndexBytes, l)

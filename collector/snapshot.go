@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,21 +35,37 @@ type rendered struct {
 }
 
 // renderMetrics encodes one round's metrics family by family, so only one
-// family's protobuf structures exist at a time.
-func renderMetrics(metrics []prometheus.Metric) (rendered, error) {
+// family's protobuf structures exist at a time. It consumes metrics: each
+// is dropped from the slice once its family is encoded, so a round's
+// largest families are freed as it goes, not when it ends.
+func renderMetrics(zips *zipPool, metrics []prometheus.Metric) (rendered, error) {
+	// Each metric's family by index, not a copy of the list per family: at
+	// 16,384 partitions the round has 200,000 metrics.
 	var order []*prometheus.Desc
-	groups := map[*prometheus.Desc][]prometheus.Metric{}
-	for _, m := range metrics {
+	index := map[*prometheus.Desc]uint16{}
+	family := make([]uint16, len(metrics))
+	for i, m := range metrics {
 		d := m.Desc()
-		if _, ok := groups[d]; !ok {
+		fi, ok := index[d]
+		if !ok {
+			fi = uint16(len(order))
+			index[d] = fi
 			order = append(order, d)
 		}
-		groups[d] = append(groups[d], m)
+		family[i] = fi
 	}
-	enc := newEncoders()
-	for _, d := range order {
+	enc := newEncoders(zips)
+	var members metricSlice
+	for fi, d := range order {
+		members = members[:0]
+		for i, f := range family {
+			if f == uint16(fi) {
+				members = append(members, metrics[i])
+				metrics[i] = nil
+			}
+		}
 		reg := prometheus.NewRegistry()
-		if err := reg.Register(metricSlice(groups[d])); err != nil {
+		if err := reg.Register(members); err != nil {
 			return rendered{}, err
 		}
 		mfs, err := reg.Gather()
@@ -58,18 +75,17 @@ func renderMetrics(metrics []prometheus.Metric) (rendered, error) {
 		if err := enc.encode(mfs); err != nil {
 			return rendered{}, err
 		}
-		delete(groups, d)
 	}
 	return enc.close()
 }
 
 // renderGatherer encodes everything g gathers (the exporter's own metrics).
-func renderGatherer(g prometheus.Gatherer) (rendered, error) {
+func renderGatherer(zips *zipPool, g prometheus.Gatherer) (rendered, error) {
 	mfs, err := g.Gather()
 	if err != nil {
 		return rendered{}, err
 	}
-	enc := newEncoders()
+	enc := newEncoders(zips)
 	if err := enc.encode(mfs); err != nil {
 		return rendered{}, err
 	}
@@ -77,16 +93,16 @@ func renderGatherer(g prometheus.Gatherer) (rendered, error) {
 }
 
 type encoders struct {
+	zips              *zipPool
 	text, proto       bytes.Buffer
 	textZip, protoZip *gzip.Writer
 	textEnc, protoEnc expfmt.Encoder
 	out               rendered
 }
 
-func newEncoders() *encoders {
-	e := &encoders{}
-	e.textZip, _ = gzip.NewWriterLevel(&e.text, gzip.BestSpeed)
-	e.protoZip, _ = gzip.NewWriterLevel(&e.proto, gzip.BestSpeed)
+func newEncoders(zips *zipPool) *encoders {
+	e := &encoders{zips: zips}
+	e.textZip, e.protoZip = zips.get(&e.text), zips.get(&e.proto)
 	// Every pgcapacity name is a legacy Prometheus name: escaping would only
 	// copy each family (a tenth of a round's CPU at 4,096 partitions).
 	e.textEnc = expfmt.NewEncoder(e.textZip, textFormat.WithEscapingScheme(model.NoEscaping))
@@ -116,8 +132,53 @@ func (e *encoders) close() (rendered, error) {
 	if err := e.protoZip.Close(); err != nil {
 		return rendered{}, err
 	}
+	e.zips.put(e.textZip)
+	e.zips.put(e.protoZip)
 	e.out.textGzip, e.out.protoGzip = e.text.Bytes(), e.proto.Bytes()
 	return e.out, nil
+}
+
+// zipPool keeps idle gzip writers for the next render: each holds about a
+// megabyte of compression state, and a round renders eight of them (its
+// metrics, the exporter's own, the series counts, the joined snapshot, in
+// both formats). A nil pool makes new writers.
+type zipPool struct {
+	mu   sync.Mutex
+	idle []*gzip.Writer
+}
+
+// maxIdleZips: renders run one pair of writers at a time, collectors
+// rendering their rounds meanwhile another pair each.
+const maxIdleZips = 4
+
+func (p *zipPool) get(w io.Writer) *gzip.Writer {
+	if p != nil {
+		p.mu.Lock()
+		n := len(p.idle)
+		if n > 0 {
+			zw := p.idle[n-1]
+			p.idle = p.idle[:n-1]
+			p.mu.Unlock()
+			zw.Reset(w)
+			return zw
+		}
+		p.mu.Unlock()
+	}
+	zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+	return zw
+}
+
+// put keeps a closed writer for reuse.
+func (p *zipPool) put(zw *gzip.Writer) {
+	if p == nil {
+		return
+	}
+	zw.Reset(io.Discard) // not holding on to the rendered bytes
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.idle) < maxIdleZips {
+		p.idle = append(p.idle, zw)
+	}
 }
 
 var descExporterSeries = newDesc("exporter_series",
@@ -126,7 +187,7 @@ var descExporterSeries = newDesc("exporter_series",
 
 // seriesPart renders pgcapacity_exporter_series for the families of parts
 // and for itself.
-func seriesPart(parts []rendered) (rendered, error) {
+func seriesPart(zips *zipPool, parts []rendered) (rendered, error) {
 	var out metricList
 	self := 1
 	for _, p := range parts {
@@ -136,7 +197,7 @@ func seriesPart(parts []rendered) (rendered, error) {
 		}
 	}
 	out.add(descExporterSeries, float64(self), namespace+"_exporter_series")
-	return renderMetrics(out)
+	return renderMetrics(zips, out)
 }
 
 // Snapshot is one immutable rendering of every metric: text and protobuf
@@ -153,13 +214,13 @@ type Snapshot struct {
 // assemble joins rendered parts into one snapshot. Each family belongs to
 // exactly one part, so concatenating the parts' expositions is valid; they
 // are recompressed as a single gzip member, which every client reads.
-func assemble(parts []rendered) (*Snapshot, error) {
+func assemble(zips *zipPool, parts []rendered) (*Snapshot, error) {
 	s := &Snapshot{At: time.Now()}
 	var err error
-	if s.textGzip, err = joinGzip(parts, func(r rendered) []byte { return r.textGzip }); err != nil {
+	if s.textGzip, err = joinGzip(zips, parts, func(r rendered) []byte { return r.textGzip }); err != nil {
 		return nil, err
 	}
-	if s.protoGzip, err = joinGzip(parts, func(r rendered) []byte { return r.protoGzip }); err != nil {
+	if s.protoGzip, err = joinGzip(zips, parts, func(r rendered) []byte { return r.protoGzip }); err != nil {
 		return nil, err
 	}
 	for _, p := range parts {
@@ -168,21 +229,22 @@ func assemble(parts []rendered) (*Snapshot, error) {
 	return s, nil
 }
 
-func joinGzip(parts []rendered, pick func(rendered) []byte) ([]byte, error) {
+func joinGzip(zips *zipPool, parts []rendered, pick func(rendered) []byte) ([]byte, error) {
 	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	zw := zips.get(&buf)
+	var zr gzip.Reader // one decompressor for every part
 	for _, p := range parts {
-		zr, err := gzip.NewReader(bytes.NewReader(pick(p)))
-		if err != nil {
+		if err := zr.Reset(bytes.NewReader(pick(p))); err != nil {
 			return nil, err
 		}
-		if _, err := io.Copy(zw, zr); err != nil {
+		if _, err := io.Copy(zw, &zr); err != nil {
 			return nil, err
 		}
 	}
 	if err := zw.Close(); err != nil {
 		return nil, err
 	}
+	zips.put(zw)
 	return buf.Bytes(), nil
 }
 

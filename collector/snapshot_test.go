@@ -22,7 +22,7 @@ func testSnapshot(t *testing.T) *Snapshot {
 		NativeHistogramBucketFactor: 1.1,
 	})
 	hist.Observe(0.005)
-	skew, err := renderMetrics([]prometheus.Metric{
+	skew, err := renderMetrics(nil, []prometheus.Metric{
 		prometheus.MustNewConstMetric(descSkew, prometheus.GaugeValue, 6.5, "public", "session"),
 		prometheus.MustNewConstMetric(descSkew, prometheus.GaugeValue, 1.5, "public", "referral"),
 	})
@@ -31,11 +31,11 @@ func testSnapshot(t *testing.T) *Snapshot {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(hist)
-	own, err := renderGatherer(reg)
+	own, err := renderGatherer(nil, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	snap, err := assemble([]rendered{own, skew})
+	snap, err := assemble(nil, []rendered{own, skew})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,11 +113,11 @@ func TestPartitionSeriesRenderWithTheirLabels(t *testing.T) {
 		Schema: "public", Name: "session", Strategy: "hash", PartitionKey: "tenant_id",
 		Partitions: []Partition{{Name: "session_p0", LiveRows: 5, DeadRows: 1}, {Name: "session_\xffp1", LiveRows: 7}},
 	}})
-	r, err := renderMetrics(metrics)
+	r, err := renderMetrics(nil, metrics)
 	if err != nil {
 		t.Fatal(err)
 	}
-	snap, err := assemble([]rendered{r})
+	snap, err := assemble(nil, []rendered{r})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,5 +134,32 @@ func TestPartitionSeriesRenderWithTheirLabels(t *testing.T) {
 		if !strings.Contains(string(text), want) {
 			t.Errorf("missing %s in\n%s", want, text)
 		}
+	}
+}
+
+// TestRendersReuseTheirWriters: writers a pool hands out again start
+// clean, so every snapshot holds only its own round's series.
+func TestRendersReuseTheirWriters(t *testing.T) {
+	var zips zipPool
+	for _, table := range []string{"session", "referral", "tenant_membership"} {
+		r, err := renderMetrics(&zips, []prometheus.Metric{prometheus.MustNewConstMetric(descSkew, prometheus.GaugeValue, 2, "public", table)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		snap, err := assemble(&zips, []rendered{r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		text, err := snap.Text()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := `pgcapacity_table_partition_skew_ratio{schema="public",table="` + table + `"} 2`
+		if got := strings.Count(string(text), "pgcapacity_table_partition_skew_ratio{"); got != 1 || !strings.Contains(string(text), want) {
+			t.Fatalf("snapshot of %s:\n%s\nwant only %s", table, text, want)
+		}
+	}
+	if n := len(zips.idle); n == 0 || n > maxIdleZips {
+		t.Errorf("%d idle writers after the renders, want 1 to %d", n, maxIdleZips)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/sigid/pgcapacity/collector/migrationtables"
 	"github.com/sigid/pgcapacity/internal/config"
@@ -262,11 +263,11 @@ func readVacuumTime(ctx context.Context, db *pgxpool.Pool, tables []Table) error
 // statsRow is one row of statsSQL; which columns are set depends on kind.
 type statsRow struct {
 	kind       int16
-	signature  *string
-	catalogKey *int64
-	root       *uint32
+	signature  string
+	catalogKey pgtype.Int8
+	root       uint32 // kinds 0 and 1
 	rootInfo   rootRow
-	oid        *uint32
+	oid        pgtype.Uint32
 	leaf       cachedLeaf // the pg_class columns (kinds 0 and 3)
 	stats      leafStats  // kinds 0 and 2
 }
@@ -276,42 +277,68 @@ type statsRow struct {
 type leafStats struct {
 	key                  int64 // leafKey; -1 when unknown
 	live, dead, modified float64
-	lastVacuum, lastAna  *time.Time
+	lastVacuum, lastAna  time.Time // zero: never
 }
 
 // rootRow is a root's description.
 type rootRow struct {
 	schema, name, strategy, key string
-	firstKey                    *string
-	parentAnalyzed              *time.Time
-	parentHasStatistics         *bool
+	firstKey                    string
+	parentAnalyzed              time.Time // zero: never, or not reported
+	parentHasStatistics         bool
 }
 
-// scanStatsRow reads the current row into r, reused across rows: at
+// statsScanner holds the destinations of statsSQL's columns, reused for
+// every row: a row's own variables would be twenty allocations, and at
 // 16,384 partitions a round's garbage is what the exporter's RSS follows.
-func scanStatsRow(rows pgx.Rows, r *statsRow) error {
-	*r = statsRow{}
-	var (
-		schema, name, strategy, key *string
-		leafSchema, leafName        *string
-		reltuples                   *float64
-		toast, frozen, toastFrozen  *uint32
-		live, dead, modified        *float64
-		leafKey                     *int64
-	)
-	err := rows.Scan(&r.kind, &r.signature, &r.catalogKey,
-		&r.root, &schema, &name, &strategy, &key, &r.rootInfo.firstKey, &r.rootInfo.parentAnalyzed, &r.rootInfo.parentHasStatistics,
-		&r.oid, &leafSchema, &leafName, &reltuples, &r.leaf.reloptions, &toast, &frozen, &toastFrozen,
-		&leafKey, &live, &dead, &modified, &r.stats.lastVacuum, &r.stats.lastAna)
-	r.rootInfo.schema, r.rootInfo.name, r.rootInfo.strategy, r.rootInfo.key = deref(schema), deref(name), deref(strategy), deref(key)
-	r.leaf.schema, r.leaf.name, r.leaf.reltuples = deref(leafSchema), deref(leafName), deref(reltuples)
-	r.leaf.toast, r.leaf.frozenXID, r.leaf.toastFrozenXID = deref(toast), deref(frozen), deref(toastFrozen)
-	r.stats.live, r.stats.dead, r.stats.modified = deref(live), deref(dead), deref(modified)
-	r.stats.key = -1
-	if leafKey != nil {
-		r.stats.key = *leafKey
+type statsScanner struct {
+	kind                                  int16
+	signature                             pgtype.Text
+	catalogKey                            pgtype.Int8
+	root                                  pgtype.Uint32
+	schema, name, strategy, key, firstKey pgtype.Text
+	parentAnalyzed                        pgtype.Timestamptz
+	parentHasStatistics                   pgtype.Bool
+	oid                                   pgtype.Uint32
+	leafSchema, leafName                  pgtype.Text
+	reltuples                             pgtype.Float8
+	reloptions                            []string
+	toast, frozen, toastFrozen            pgtype.Uint32
+	leafKey                               pgtype.Int8
+	live, dead, modified                  pgtype.Float8
+	lastVacuum, lastAnalyze               pgtype.Timestamptz
+	dest                                  []any
+}
+
+func newStatsScanner() *statsScanner {
+	sc := &statsScanner{}
+	sc.dest = []any{&sc.kind, &sc.signature, &sc.catalogKey,
+		&sc.root, &sc.schema, &sc.name, &sc.strategy, &sc.key, &sc.firstKey, &sc.parentAnalyzed, &sc.parentHasStatistics,
+		&sc.oid, &sc.leafSchema, &sc.leafName, &sc.reltuples, &sc.reloptions, &sc.toast, &sc.frozen, &sc.toastFrozen,
+		&sc.leafKey, &sc.live, &sc.dead, &sc.modified, &sc.lastVacuum, &sc.lastAnalyze}
+	return sc
+}
+
+// scan reads the current row into r.
+func (sc *statsScanner) scan(rows pgx.Rows, r *statsRow) error {
+	sc.reloptions = nil // kept by the cache: a new slice for every row
+	if err := rows.Scan(sc.dest...); err != nil {
+		return err
 	}
-	return err
+	key := int64(-1)
+	if sc.leafKey.Valid {
+		key = sc.leafKey.Int64
+	}
+	*r = statsRow{
+		kind: sc.kind, signature: sc.signature.String, catalogKey: sc.catalogKey, root: sc.root.Uint32, oid: sc.oid,
+		rootInfo: rootRow{schema: sc.schema.String, name: sc.name.String, strategy: sc.strategy.String, key: sc.key.String,
+			firstKey: sc.firstKey.String, parentAnalyzed: sc.parentAnalyzed.Time, parentHasStatistics: sc.parentHasStatistics.Bool},
+		leaf: cachedLeaf{schema: sc.leafSchema.String, name: sc.leafName.String, reltuples: sc.reltuples.Float64, reloptions: sc.reloptions,
+			toast: sc.toast.Uint32, frozenXID: sc.frozen.Uint32, toastFrozenXID: sc.toastFrozen.Uint32},
+		stats: leafStats{key: key, live: sc.live.Float64, dead: sc.dead.Float64, modified: sc.modified.Float64,
+			lastVacuum: sc.lastVacuum.Time, lastAna: sc.lastAnalyze.Time},
+	}
+	return nil
 }
 
 // scanTables reads statsSQL's rows into tables, taking what they leave
@@ -326,35 +353,36 @@ func (s *Stats) scanTables(rows pgx.Rows, srv *Server, old *statsCache, nextXID 
 	stats := make(map[uint32]leafStats, size) // by leaf OID
 	reread := map[uint32]cachedLeaf{}         // by leaf OID
 	var r statsRow
+	sc := newStatsScanner()
 	walked := false
 	for rows.Next() {
-		if err := scanStatsRow(rows, &r); err != nil {
+		if err := sc.scan(rows, &r); err != nil {
 			return nil, fmt.Errorf("scanning partition statistics: %w", err)
 		}
-		if r.catalogKey != nil {
-			next.catalogKey = *r.catalogKey
+		if r.catalogKey.Valid {
+			next.catalogKey = r.catalogKey.Int64
 		}
 		switch r.kind {
 		case 0, 1:
-			if _, seen := roots[*r.root]; !seen {
-				roots[*r.root] = r.rootInfo
-				next.roots = append(next.roots, *r.root)
+			if _, seen := roots[r.root]; !seen {
+				roots[r.root] = r.rootInfo
+				next.roots = append(next.roots, r.root)
 			}
 			if r.kind == 0 {
 				walked = true
-				next.signature = deref(r.signature)
+				next.signature = r.signature
 			}
-			if r.kind == 1 || r.oid == nil {
+			if r.kind == 1 || !r.oid.Valid {
 				continue // a root's row, or a partitioned table without partitions yet
 			}
-			r.leaf.oid, r.leaf.root, r.leaf.key = *r.oid, *r.root, r.stats.key
+			r.leaf.oid, r.leaf.root, r.leaf.key = r.oid.Uint32, r.root, r.stats.key
 			next.byOID[r.leaf.oid] = len(next.leaves)
 			next.leaves = append(next.leaves, r.leaf)
 			stats[r.leaf.oid] = r.stats
 		case 2:
-			stats[*r.oid] = r.stats
+			stats[r.oid.Uint32] = r.stats
 		case 3:
-			reread[*r.oid] = r.leaf
+			reread[r.oid.Uint32] = r.leaf
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -387,16 +415,13 @@ func (s *Stats) scanTables(rows pgx.Rows, srv *Server, old *statsCache, nextXID 
 		if info.strategy != "hash" && !s.selection.watched(info.schema, info.name, info.strategy) {
 			continue
 		}
-		tenantKey := deref(info.firstKey)
+		tenantKey := info.firstKey
 		if tenantKey == "" {
 			tenantKey = s.selection.TenantColumn
 		}
 		t := Table{OID: oid, Schema: info.schema, Name: info.name, Strategy: info.strategy, PartitionKey: info.key,
 			TenantKey: tenantKey, Hot: matchAny(s.selection.HotTables, info.schema, info.name),
-			ParentStatisticsMissing: info.parentAnalyzed == nil && !deref(info.parentHasStatistics)}
-		if info.parentAnalyzed != nil {
-			t.ParentAnalyzed = *info.parentAnalyzed
-		}
+			ParentStatisticsMissing: info.parentAnalyzed.IsZero() && !info.parentHasStatistics, ParentAnalyzed: info.parentAnalyzed}
 		byRoot[oid] = len(tables)
 		tables = append(tables, t)
 	}
@@ -429,12 +454,7 @@ func (s *Stats) scanTables(rows pgx.Rows, srv *Server, old *statsCache, nextXID 
 			// primary's last VACUUM or ANALYZE.
 			p.LiveRows = max(p.Reltuples, 0)
 		}
-		if st.lastVacuum != nil {
-			p.LastVacuum = *st.lastVacuum
-		}
-		if st.lastAna != nil {
-			p.LastAnalyze = *st.lastAna
-		}
+		p.LastVacuum, p.LastAnalyze = st.lastVacuum, st.lastAna
 		setThresholds(&p, *srv, l.reloptions)
 		tables[ti].Partitions = append(tables[ti].Partitions, p)
 	}
@@ -479,6 +499,8 @@ func setThresholds(p *Partition, srv Server, reloptions []string) {
 func (s *Stats) applyLag(srv Server, tables []Table) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// Only partitions above a trigger have a crossing to keep: most have
+	// none, and 16,384 zero states would be a megabyte.
 	seen := make(map[uint32]lagState, len(s.lags))
 	if srv.InRecovery {
 		s.lags = seen
@@ -492,7 +514,9 @@ func (s *Stats) applyLag(srv Server, tables []Table) {
 				DeadRows: p.DeadRows, Trigger: p.VacuumThreshold, LastVacuum: p.LastVacuum, CountingSince: srv.StartedAt, Now: srv.Now}, st.vacuumSince)
 			st.analyzeSince, p.AnalyzeLag = vacuumlag.Since(vacuumlag.Observation{
 				DeadRows: p.ModSinceAnalyze, Trigger: p.AnalyzeThreshold, LastVacuum: p.LastAnalyze, CountingSince: srv.StartedAt, Now: srv.Now}, st.analyzeSince)
-			seen[p.OID] = st
+			if st != (lagState{}) {
+				seen[p.OID] = st
+			}
 		}
 	}
 	s.lags = seen

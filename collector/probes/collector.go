@@ -40,7 +40,11 @@ const (
 const (
 	DefaultTenantRefresh       = 10 * time.Minute
 	DefaultTenantsPerPartition = 8
-	DefaultRetention           = time.Hour
+	// DefaultTenantsPerTable: a probe visits one partition a round, so at
+	// 4,096 partitions 8 tenants each would be 32,768 ids held for visits a
+	// refresh never reaches (1.5 MiB a table at 16,384 partitions in all).
+	DefaultTenantsPerTable = 4096
+	DefaultRetention       = time.Hour
 	// maxSamples bounds the raw timings kept per table for Summary.
 	maxSamples = 10000
 	// maxLoggedErrors bounds the distinct errors remembered per probe.
@@ -69,6 +73,9 @@ type Options struct {
 	TenantRefresh time.Duration
 	// TenantsPerPartition is the most tenant ids kept per partition.
 	TenantsPerPartition int
+	// TenantsPerTable bounds the tenant ids kept per table, but not below
+	// one per partition.
+	TenantsPerTable int
 	// TenantColumn is the tenant key of a table whose partition key does not name it.
 	TenantColumn string
 	// Retention is how long raw timings are kept for Summary.
@@ -138,6 +145,9 @@ func New(opts Options) (*Collector, error) {
 	}
 	if opts.TenantsPerPartition <= 0 {
 		opts.TenantsPerPartition = DefaultTenantsPerPartition
+	}
+	if opts.TenantsPerTable <= 0 {
+		opts.TenantsPerTable = DefaultTenantsPerTable
 	}
 	if opts.TenantColumn == "" {
 		opts.TenantColumn = "tenant_id"

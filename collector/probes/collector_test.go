@@ -406,6 +406,58 @@ func TestSamplingReachesEveryPartition(t *testing.T) {
 	}
 }
 
+// TestTenantSampleIsBounded: a table keeps at most TenantsPerPartition
+// tenants per partition and about TenantsPerTable in all, but at least one
+// per partition, whether they come from statistics or from sampled rows.
+func TestTenantSampleIsBounded(t *testing.T) {
+	const partitions = 8
+	tests := []struct {
+		name       string
+		analyzed   bool
+		perTable   int
+		wantSample int
+	}{
+		{"statistics, default bound", true, 0, partitions * probes.DefaultTenantsPerPartition},
+		{"statistics, table bound", true, 16, 16},
+		{"statistics, one per partition at least", true, 4, partitions},
+		{"sampled rows, table bound", false, 16, 16},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, pool := newPool(t)
+			if err := sigid.Apply(ctx, pool, sigid.SchemaOptions{Partitions: map[string]int{"session": partitions}}); err != nil {
+				t.Fatal(err)
+			}
+			for i := range partitions {
+				if _, err := pool.Exec(ctx, fmt.Sprintf("ALTER TABLE %s SET (autovacuum_enabled = off)", pgx.Identifier{fmt.Sprintf("session_p%d", i)}.Sanitize())); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// 512 tenants: every partition has far more than 8.
+			if _, err := pool.Exec(ctx, `INSERT INTO session (tenant_id, session_id, user_id, expires_at)
+				SELECT gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), now() FROM generate_series(1, 512)`); err != nil {
+				t.Fatal(err)
+			}
+			if tt.analyzed {
+				if _, err := pool.Exec(ctx, "ANALYZE session"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c, err := probes.New(probes.Options{Probes: sigidProbes(t)[:1], TenantsPerTable: tt.perTable})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := c.Resolve(ctx, pool)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Probes) != 1 || res.Probes[0].TenantsSampled != tt.wantSample {
+				t.Fatalf("probes = %+v, want %d tenants sampled", res.Probes, tt.wantSample)
+			}
+		})
+	}
+}
+
 // TestPlanningTimeGrowsWithPartitions shows that the planning-share signal
 // is real: with the tenant known only at execution time (an InitPlan), the
 // planner must consider every partition, so planning time grows with the

@@ -10,7 +10,7 @@ import (
 // number of tenant ids found per partition.
 func SampledTenants(ctx context.Context, pool *pgxpool.Pool, schema, table string) (map[string]int, error) {
 	name := tableName{schema, table}
-	targets, err := loadTargets(ctx, pool, []tableName{name}, "tenant_id", DefaultTenantsPerPartition)
+	targets, err := loadTargets(ctx, pool, []tableName{name}, "tenant_id", tenantBudget{DefaultTenantsPerPartition, DefaultTenantsPerTable})
 	if err != nil {
 		return nil, err
 	}

@@ -39,7 +39,7 @@ func (c *Collector) resolve(ctx context.Context, q querier) ([]Probe, []Skipped,
 			}
 		}
 	}
-	targets, err := loadTargets(ctx, q, names, c.opts.TenantColumn, c.opts.TenantsPerPartition)
+	targets, err := loadTargets(ctx, q, names, c.opts.TenantColumn, tenantBudget{c.opts.TenantsPerPartition, c.opts.TenantsPerTable})
 	if err != nil {
 		return nil, nil, nil, err
 	}

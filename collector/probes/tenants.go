@@ -36,7 +36,9 @@ func (t *target) tenantCount() int {
 // tenantsSQL samples tenant ids per leaf partition from the planner's own
 // statistics: the most common values and histogram bounds of the tenant
 // column, which ANALYZE keeps for every partition. Each distinct id counts
-// once, however many rows it has, so large tenants do not dominate; it
+// once, however many rows it has, so large tenants do not dominate; a
+// table keeps at most $3 per partition and about $4 in all (at least one
+// per partition). It
 // reads only catalogs, one query for all probe tables whatever the number
 // of partitions. The tenant column is the partition key's first column,
 // else the configured one.
@@ -50,7 +52,7 @@ SELECT w.ord::int, current_schema()::text, n.nspname::text, c.relname::text, k.c
 		SELECT d.v FROM (SELECT DISTINCT u.v FROM unnest(
 			COALESCE(s.most_common_vals::text::text[], '{}') ||
 			COALESCE(s.histogram_bounds::text::text[], '{}')) AS u(v)) AS d
-		ORDER BY random() LIMIT $3), '{}')
+		ORDER BY random() LIMIT least($3::int8, greatest(1, $4::int8 / leaf.leaves))), '{}')
 FROM wanted w
 LEFT JOIN pg_class c ON c.oid = w.oid
 LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -68,7 +70,7 @@ LEFT JOIN LATERAL (
 	  UNION ALL
 		SELECT i.inhrelid FROM tree t JOIN pg_inherits i ON i.inhparent = t.relid
 	)
-	SELECT lc.oid, lc.relname, lc.relpages, ln.nspname
+	SELECT lc.oid, lc.relname, lc.relpages, ln.nspname, count(*) OVER () AS leaves
 	FROM tree t
 	JOIN pg_class lc ON lc.oid = t.relid
 	JOIN pg_namespace ln ON ln.oid = lc.relnamespace
@@ -77,6 +79,15 @@ LEFT JOIN LATERAL (
 LEFT JOIN pg_stats s ON s.schemaname = leaf.nspname AND s.tablename = leaf.relname
 	AND s.attname = k.col AND NOT s.inherited
 ORDER BY w.ord, leaf.relname`
+
+// tenantBudget is how many tenant ids a table keeps: at most perPartition
+// per leaf and about perTable in all, but at least one per leaf.
+type tenantBudget struct{ perPartition, perTable int }
+
+// share is how many tenants each of a table's leaves keeps.
+func (b tenantBudget) share(leaves int) int {
+	return min(b.perPartition, max(1, b.perTable/max(leaves, 1)))
+}
 
 // Sampling rows, for tables whose statistics are missing (never analyzed)
 // or hidden (pg_stats shows only partitions the role may SELECT from, and
@@ -93,7 +104,7 @@ const (
 )
 
 // loadTargets resolves each probe table and samples its tenants.
-func loadTargets(ctx context.Context, q querier, names []tableName, tenantColumn string, perPartition int) (map[tableName]*target, error) {
+func loadTargets(ctx context.Context, q querier, names []tableName, tenantColumn string, budget tenantBudget) (map[tableName]*target, error) {
 	regnames := make([]string, len(names))
 	for i, n := range names {
 		if n.schema == "" {
@@ -102,7 +113,7 @@ func loadTargets(ctx context.Context, q querier, names []tableName, tenantColumn
 			regnames[i] = pgx.Identifier{n.schema, n.table}.Sanitize()
 		}
 	}
-	rows, err := q.Query(ctx, tenantsSQL, regnames, tenantColumn, perPartition)
+	rows, err := q.Query(ctx, tenantsSQL, regnames, tenantColumn, budget.perPartition, budget.perTable)
 	if err != nil {
 		return nil, fmt.Errorf("sampling tenant ids from statistics: %w", err)
 	}
@@ -155,7 +166,7 @@ func loadTargets(ctx context.Context, q querier, names []tableName, tenantColumn
 		if t == nil || t.missing || t.leaves == 0 || len(t.partitions) > 0 {
 			continue
 		}
-		if err := sampleRows(ctx, q, t, oids[name], perPartition); err != nil {
+		if err := sampleRows(ctx, q, t, oids[name], budget.share(t.leaves)); err != nil {
 			return nil, err
 		}
 	}

@@ -1,6 +1,8 @@
 package statements
 
 import (
+	"slices"
+
 	"github.com/sigid/pgcapacity/internal/sqllex"
 )
 
@@ -8,34 +10,66 @@ import (
 type Table struct{ Schema, Name string }
 
 // names maps the names a statement may use for a watched table to it: the
-// table's own name, its partitions' names and the views over it.
+// table's own name, its partitions' names and the views over it. One entry
+// per relation name, tables by index and schema names shared: at 16,384
+// partitions this is most of what the collector keeps between rounds.
 type names struct {
-	qualified map[[2]string][]Table // (schema, relation) → tables
-	bare      map[string][]Table    // relation → tables, in any schema
+	tables  []Table
+	index   map[Table]int32
+	schemas map[string]string // each schema name once
+	byRel   map[string]relNames
+}
+
+// relNames are the relations of one name: nearly always one.
+type relNames struct {
+	first relName
+	more  []relName
+}
+
+type relName struct {
+	schema string
+	table  int32 // index into names.tables
 }
 
 func newNames() *names {
-	return &names{qualified: map[[2]string][]Table{}, bare: map[string][]Table{}}
+	return &names{index: map[Table]int32{}, schemas: map[string]string{}, byRel: map[string]relNames{}}
 }
 
 // add records that relation schema.rel stands for table t.
 func (n *names) add(schema, rel string, t Table) {
-	q := [2]string{schema, rel}
-	if !contains(n.qualified[q], t) {
-		n.qualified[q] = append(n.qualified[q], t)
+	ti, ok := n.index[t]
+	if !ok {
+		ti = int32(len(n.tables))
+		n.index[t] = ti
+		n.tables = append(n.tables, t)
 	}
-	if !contains(n.bare[rel], t) {
-		n.bare[rel] = append(n.bare[rel], t)
+	if s, ok := n.schemas[schema]; ok {
+		schema = s
+	} else {
+		n.schemas[schema] = schema
 	}
+	r := relName{schema, ti}
+	rs, ok := n.byRel[rel]
+	switch {
+	case !ok:
+		rs.first = r
+	case rs.first == r || slices.Contains(rs.more, r):
+		return
+	default:
+		rs.more = append(rs.more, r)
+	}
+	n.byRel[rel] = rs
 }
 
-func contains(ts []Table, t Table) bool {
-	for _, x := range ts {
-		if x == t {
-			return true
-		}
+// each calls f with every relation named rel.
+func (rs relNames) each(f func(relName)) {
+	if rs.first.schema == "" && rs.more == nil {
+		return // no such name
 	}
-	return false
+	f(rs.first)
+	for _, r := range rs.more {
+		f(r)
+	}
 }
 
 // Attribute lists the watched tables a statement's text names. It reads
@@ -53,12 +87,12 @@ func (n *names) Attribute(query string) []Table {
 		return nil // not workload: EXPLAIN (ANALYZE) is how pgcapacity's own probes run
 	}
 	var out []Table
-	addAll := func(ts []Table) {
-		for _, t := range ts {
-			if !contains(out, t) {
+	addAll := func(rel, schema string) {
+		n.byRel[rel].each(func(r relName) {
+			if t := n.tables[r.table]; (schema == "" || r.schema == schema) && !slices.Contains(out, t) {
 				out = append(out, t)
 			}
-		}
+		})
 	}
 	ident := func(i int) (string, bool) {
 		if i < 0 || i >= len(toks) {
@@ -80,14 +114,14 @@ func (n *names) Attribute(query string) []Table {
 		if dot(i - 1) {
 			// Second part of a qualified name: schema.rel.
 			if schema, ok := ident(i - 2); ok {
-				addAll(n.qualified[[2]string{schema, name}])
+				addAll(name, schema)
 			}
 			continue
 		}
 		if dot(i + 1) {
 			continue // a qualifier: schema, alias or table of a column
 		}
-		addAll(n.bare[name])
+		addAll(name, "")
 	}
 	return out
 }

@@ -19,6 +19,7 @@ package statements
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -76,7 +77,7 @@ type Collector struct {
 	catalog    string             // collector.CatalogSignatureSQL when watched was read
 	watched    []Table            // the watched tables, as last read
 	nm         *names             // every name that stands for them
-	namesKey   string             // the watched names the cache was built for
+	namesKey   [sha256.Size]byte  // hash of the watched names the cache was built for
 	attributed map[int64][]Table  // queryid → tables it names (maybe none)
 	last       map[entry]counters // entry → counters when last added
 	totals     map[Table]*counters
@@ -373,19 +374,21 @@ JOIN pg_class v ON v.oid = rw.ev_class AND v.relkind IN ('v', 'm') AND v.oid <> 
 JOIN pg_namespace vn ON vn.oid = v.relnamespace
 ORDER BY 1, 2, 4, 5`
 
-func (c *Collector) readWatched(ctx context.Context, pool *pgxpool.Pool) ([]Table, *names, string, error) {
+func (c *Collector) readWatched(ctx context.Context, pool *pgxpool.Pool) ([]Table, *names, [sha256.Size]byte, error) {
+	var key [sha256.Size]byte
 	rows, err := pool.Query(ctx, watchedSQL)
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("listing watched tables, their partitions and views: %w", err)
+		return nil, nil, key, fmt.Errorf("listing watched tables, their partitions and views: %w", err)
 	}
 	defer rows.Close()
 	nm := newNames()
 	var watched []Table
-	var key strings.Builder
+	// A hash, not the list: at 16,384 partitions the list is a megabyte.
+	h := sha256.New()
 	for rows.Next() {
 		var schema, table, strategy, relSchema, rel string
 		if err := rows.Scan(&schema, &table, &strategy, &relSchema, &rel); err != nil {
-			return nil, nil, "", fmt.Errorf("reading watched tables: %w", err)
+			return nil, nil, key, fmt.Errorf("reading watched tables: %w", err)
 		}
 		if (len(c.opts.Tables) == 0 && strategy != "h") || (len(c.opts.Tables) > 0 && !config.MatchAny(c.opts.Tables, schema, table)) {
 			continue
@@ -395,12 +398,13 @@ func (c *Collector) readWatched(ctx context.Context, pool *pgxpool.Pool) ([]Tabl
 			watched = append(watched, t)
 		}
 		nm.add(relSchema, rel, t)
-		fmt.Fprintf(&key, "%q.%q=%q.%q\n", relSchema, rel, schema, table)
+		fmt.Fprintf(h, "%q.%q=%q.%q\n", relSchema, rel, schema, table)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, "", fmt.Errorf("listing watched tables: %w", err)
+		return nil, nil, key, fmt.Errorf("listing watched tables: %w", err)
 	}
-	return watched, nm, key.String(), nil
+	copy(key[:], h.Sum(nil))
+	return watched, nm, key, nil
 }
 
 type stat struct {
