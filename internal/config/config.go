@@ -74,7 +74,7 @@ type Config struct {
 
 	ProbesFile               string   `split_words:"true" desc:"YAML file replacing or adding latency probes"`
 	ProbeTenantRefresh       Duration `split_words:"true" default:"10m" desc:"how often the probes re-read their sample of tenant ids per partition (from the planner statistics)"`
-	ProbeTenantsPerPartition int      `split_words:"true" default:"8" desc:"most tenant ids per partition the probes pick from"`
+	ProbeTenantsPerPartition int      `split_words:"true" default:"8" desc:"most tenant ids per partition the probes pick from (fewer, but one at least, on tables of thousands of partitions)"`
 
 	AdminopsQueriesFile        string   `split_words:"true" desc:"YAML file overriding admin-ops check queries"`
 	AdminopsStaleInvitationAge Duration `split_words:"true" default:"30d" desc:"pending invitations older than this are stale"`
