@@ -165,15 +165,6 @@ func (c *statsCache) args() []any {
 	return []any{c.signature, c.roots, leaves, toasts, keys, catalogKey}
 }
 
-// deref is *p, or the zero value for nil.
-func deref[T any](p *T) T {
-	var zero T
-	if p == nil {
-		return zero
-	}
-	return *p
-}
-
 // statsCacheLock guards a collector's cache pointer.
 type statsCacheLock struct {
 	mu    sync.Mutex
