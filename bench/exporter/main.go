@@ -17,11 +17,11 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -60,6 +60,8 @@ type options struct {
 	fleetSizes     string
 	modes          string
 	topStatements  int
+	peer           string
+	peerQueries    string
 }
 
 func main() {
@@ -79,7 +81,13 @@ func main() {
 	flag.StringVar(&o.fleetSizes, "fleet-partitions", "16,256,1024", "with -fleet: partitions per table of each database, comma-separated")
 	flag.StringVar(&o.modes, "modes", "auto,all,top,none", "with -fleet: the PGCAPACITY_PARTITION_DETAIL modes whose series are counted, comma-separated (empty: none)")
 	flag.IntVar(&o.topStatements, "top-statements", 10, "with -dbtime: print this many of the costliest statements to stderr")
+	flag.StringVar(&o.peerQueries, "peer-queries", "", "with -peer: its --extend.query-path, such as the per-table queries its newer releases run by default (README \"Database time per hour\")")
+	flag.StringVar(&o.peer, "peer", "", "with -dbtime: also measure the postgres_exporter binary at this path, scraped every 30 s at the default rates, side by side (Debian: /usr/bin/prometheus-postgres-exporter)")
 	flag.Parse()
+	if o.peer != "" && (!o.fleet || o.dbTimeWindow <= 0) {
+		fmt.Fprintln(os.Stderr, "bench: -peer measures database time: give it with -fleet and -dbtime, for example -fleet -fleet-partitions 1024 -modes '' -dbtime 6m -peer /usr/bin/prometheus-postgres-exporter")
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, o); err != nil {
@@ -496,6 +504,7 @@ func runFleet(ctx context.Context, cluster *throwaway.Cluster, logger *slog.Logg
 		series     map[string]int
 		rssMiB     float64
 		dbTime     dbTime
+		peer       dbTime
 	}
 	var rows []row
 	o.scrapers = 0 // series and RSS only
@@ -506,8 +515,13 @@ func runFleet(ctx context.Context, cluster *throwaway.Cluster, logger *slog.Logg
 		}
 		r := row{partitions: o.tables * n, series: map[string]int{}}
 		if o.dbTimeWindow > 0 {
-			if r.dbTime, err = measureDBTime(ctx, cluster, bin, fmt.Sprintf("fleet_%d", n), url, o); err != nil {
+			if r.dbTime, err = measureDBTime(ctx, fmt.Sprintf("fleet_%d", n), url, serveWorkload(bin, o), o); err != nil {
 				return err
+			}
+			if o.peer != "" {
+				if r.peer, err = measureDBTime(ctx, fmt.Sprintf("fleet_%d", n), url, peerWorkload(o.peer, o), o); err != nil {
+					return err
+				}
 			}
 		}
 		for _, mode := range modes {
@@ -528,24 +542,40 @@ func runFleet(ctx context.Context, cluster *throwaway.Cluster, logger *slog.Logg
 		writes = "every partition written between sizes rounds"
 	}
 	fmt.Printf("database time: serve's statements (pg_stat_statements, execution + planning) and its backends' CPU, per hour at the default intervals, %s; measured %s at %d× the default rates\n\n", writes, o.dbTimeWindow, o.speedup)
-	fmt.Println("| partitions | auto (default) | all | top | none | RSS, auto | database time per hour (statements / backend CPU) |")
-	fmt.Println("|---|---|---|---|---|---|---|")
+	header, rule := "| partitions | auto (default) | all | top | none | RSS, auto | database time per hour (statements / backend CPU) |", "|---|---|---|---|---|---|---|"
+	if o.peer != "" {
+		header += " postgres_exporter, scraped every 30 s | ratio (statements / CPU) |"
+		rule += "---|---|"
+	}
+	fmt.Println(header)
+	fmt.Println(rule)
 	for _, r := range rows {
-		fmt.Printf("| %d | %d | %d | %d | %d | %.1f MiB | %s / %s |\n", r.partitions, r.series["auto"], r.series["all"], r.series["top"], r.series["none"], r.rssMiB,
+		line := fmt.Sprintf("| %d | %d | %d | %d | %d | %.1f MiB | %s / %s |", r.partitions, r.series["auto"], r.series["all"], r.series["top"], r.series["none"], r.rssMiB,
 			r.dbTime.statements.Round(10*time.Millisecond), r.dbTime.cpu.Round(10*time.Millisecond))
+		if o.peer != "" {
+			line += fmt.Sprintf(" %s / %s | %.3f / %.3f |", r.peer.statements.Round(10*time.Millisecond), r.peer.cpu.Round(10*time.Millisecond),
+				ratio(r.dbTime.statements, r.peer.statements), ratio(r.dbTime.cpu, r.peer.cpu))
+		}
+		fmt.Println(line)
 	}
 	return nil
+}
+
+// ratio is a / b, or NaN when b is 0.
+func ratio(a, b time.Duration) float64 {
+	if b == 0 {
+		return math.NaN()
+	}
+	return float64(a) / float64(b)
 }
 
 // startServe starts `pgcapacity serve` on url with the extra settings env
 // and waits until it is ready; stop it with stopServe.
 func startServe(ctx context.Context, bin, url string, env ...string) (string, *exec.Cmd, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeAddress()
 	if err != nil {
 		return "", nil, err
 	}
-	addr := l.Addr().String()
-	l.Close()
 	cmd := exec.CommandContext(ctx, bin, "serve")
 	cmd.Env = append(append(os.Environ(),
 		"PGCAPACITY_DATABASE_URL="+url,
@@ -558,18 +588,36 @@ func startServe(ctx context.Context, bin, url string, env ...string) (string, *e
 		return "", nil, err
 	}
 	base := "http://" + addr
-	deadline := time.Now().Add(2 * time.Minute)
+	if err := waitHTTP(base+"/readyz", 2*time.Minute); err != nil {
+		stopServe(cmd)
+		return "", nil, fmt.Errorf("serve: %w", err)
+	}
+	return base, cmd, nil
+}
+
+// freeAddress is a local TCP address nothing listens on.
+func freeAddress() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// waitHTTP waits until url answers 200 OK.
+func waitHTTP(url string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	for {
-		resp, err := http.Get(base + "/readyz")
+		resp, err := http.Get(url)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return base, cmd, nil
+				return nil
 			}
 		}
 		if time.Now().After(deadline) {
-			stopServe(cmd)
-			return "", nil, errors.New("serve did not become ready in 2 minutes")
+			return fmt.Errorf("%s did not answer 200 OK in %s", url, timeout)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -588,36 +636,25 @@ type dbTime struct {
 	statements, cpu time.Duration
 }
 
-// benchRole is the role serve connects as in the database-time run, so its
-// statements are told from the writer's.
-const benchRole = "pgcapacity_bench"
+// Roles the exporters connect as in the database-time run, so their
+// statements are told from each other's and from the writer's.
+const (
+	benchRole = "pgcapacity_bench"
+	peerRole  = "postgres_exporter_bench"
+)
 
-// measureDBTime runs serve on database name as its own role with every
-// interval (and the probes' tenant refresh) the default divided by speedup,
-// so the collectors run in the proportions of the defaults, speedup times
-// as often. Once every collector has finished its first round (a start's
-// cost, not an hour's), it resets pg_stat_statements, waits window and
-// scales what serve's statements and backends cost to an hour at the
-// defaults. With writes, a writer updates every row of every table every
-// sizes interval, so every partition has changed when sizes runs: the
-// worst case for sizing only changed partitions.
-func measureDBTime(ctx context.Context, cluster *throwaway.Cluster, bin, name, url string, o options) (dbTime, error) {
-	var r dbTime
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		return r, err
-	}
-	defer conn.Close(ctx)
-	role := pgx.Identifier{benchRole}.Sanitize()
-	for _, sql := range []string{
-		`DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '` + benchRole + `') THEN CREATE ROLE ` + role + ` LOGIN IN ROLE pg_monitor; END IF; END$$`,
-		`GRANT SELECT ON ALL TABLES IN SCHEMA public TO ` + role,
-	} {
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			return r, fmt.Errorf("creating the benchmark role: %w", err)
-		}
-	}
-	serveURL := strings.Replace(url, "postgres://"+throwaway.Superuser+"@", "postgres://"+benchRole+"@", 1)
+// workload is an exporter whose database time is measured: started as role
+// on the role's url, stopped by the function start returns.
+type workload struct {
+	name  string
+	role  string
+	start func(ctx context.Context, url string) (stop func(), err error)
+}
+
+// serveWorkload is serve with every interval (and the probes' tenant
+// refresh) the default divided by o.speedup, so the collectors run in the
+// proportions of the defaults, speedup times as often.
+func serveWorkload(bin string, o options) workload {
 	defaults := []struct {
 		name  string
 		every time.Duration
@@ -631,11 +668,91 @@ func measureDBTime(ctx context.Context, cluster *throwaway.Cluster, bin, name, u
 	for _, d := range defaults {
 		env = append(env, fmt.Sprintf("%s=%dms", d.name, (d.every/time.Duration(o.speedup)).Milliseconds()))
 	}
-	_, cmd, err := startServe(ctx, bin, serveURL, env...)
+	return workload{name: "serve", role: benchRole, start: func(ctx context.Context, url string) (func(), error) {
+		_, cmd, err := startServe(ctx, bin, url, env...)
+		if err != nil {
+			return nil, err
+		}
+		return func() { stopServe(cmd) }, nil
+	}}
+}
+
+// peerWorkload is postgres_exporter (the binary at path, with its default
+// collectors and o.peerQueries) scraped every peerScrapeInterval divided by
+// o.speedup.
+func peerWorkload(path string, o options) workload {
+	return workload{name: "postgres_exporter", role: peerRole, start: func(ctx context.Context, url string) (func(), error) {
+		addr, err := freeAddress()
+		if err != nil {
+			return nil, err
+		}
+		args := []string{"--web.listen-address=" + addr, "--log.level=error"}
+		if o.peerQueries != "" {
+			args = append(args, "--extend.query-path="+o.peerQueries)
+		}
+		cmd := exec.CommandContext(ctx, path, args...)
+		cmd.Env = append(os.Environ(), "DATA_SOURCE_NAME="+url)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			return nil, fmt.Errorf("starting postgres_exporter %s: %w", path, err)
+		}
+		metrics := "http://" + addr + "/metrics"
+		if err := waitHTTP(metrics, 2*time.Minute); err != nil {
+			stopServe(cmd)
+			return nil, fmt.Errorf("postgres_exporter %s: %w", path, err)
+		}
+		done := make(chan struct{})
+		scraped := make(chan struct{})
+		go func() {
+			defer close(scraped)
+			tick := time.NewTicker(peerScrapeInterval / time.Duration(o.speedup))
+			defer tick.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-tick.C:
+					_, _ = get(metrics) // a failed scrape costs the database nothing to count
+				}
+			}
+		}()
+		return func() { close(done); <-scraped; stopServe(cmd) }, nil
+	}}
+}
+
+// peerScrapeInterval is how often the peer is scraped in the hour the
+// database time is scaled to (issue 16's comparison).
+const peerScrapeInterval = 30 * time.Second
+
+// measureDBTime runs w on database name as its own role. Once its first
+// rounds are done (a start's cost, not an hour's), it resets
+// pg_stat_statements, waits o.dbTimeWindow and scales what w's statements
+// and backends cost to an hour at the defaults. With o.writes, a writer
+// updates every row of every table every sizes interval, so every
+// partition has changed when sizes runs: the worst case for sizing only
+// changed partitions.
+func measureDBTime(ctx context.Context, name, url string, w workload, o options) (dbTime, error) {
+	var r dbTime
+	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		return r, err
 	}
-	defer stopServe(cmd)
+	defer conn.Close(ctx)
+	role := pgx.Identifier{w.role}.Sanitize()
+	for _, sql := range []string{
+		`DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '` + w.role + `') THEN CREATE ROLE ` + role + ` LOGIN IN ROLE pg_monitor; END IF; END$$`,
+		`GRANT SELECT ON ALL TABLES IN SCHEMA public TO ` + role,
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			return r, fmt.Errorf("creating the benchmark role %s: %w", w.role, err)
+		}
+	}
+	roleURL := strings.Replace(url, "postgres://"+throwaway.Superuser+"@", "postgres://"+w.role+"@", 1)
+	stopWorkload, err := w.start(ctx, roleURL)
+	if err != nil {
+		return r, err
+	}
+	defer stopWorkload()
 	var stop func() error
 	if o.writes {
 		stop = startWriter(ctx, url, o.tables, 5*time.Minute/time.Duration(o.speedup))
@@ -644,15 +761,15 @@ func measureDBTime(ctx context.Context, cluster *throwaway.Cluster, bin, name, u
 	// statement, which PostgreSQL plans anew (custom plans) before it
 	// settles on a cached generic plan: a start's cost, not an hour's.
 	time.Sleep(10 * 15 * time.Second / time.Duration(o.speedup))
-	if _, err := conn.Exec(ctx, `SELECT pg_stat_statements_reset((SELECT oid FROM pg_roles WHERE rolname = $1), (SELECT oid FROM pg_database WHERE datname = $2), 0)`, benchRole, name); err != nil {
+	if _, err := conn.Exec(ctx, `SELECT pg_stat_statements_reset((SELECT oid FROM pg_roles WHERE rolname = $1), (SELECT oid FROM pg_database WHERE datname = $2), 0)`, w.role, name); err != nil {
 		return r, fmt.Errorf("resetting pg_stat_statements: %w", err)
 	}
-	cpuBefore, err := backendCPU(ctx, conn)
+	cpuBefore, err := backendCPU(ctx, conn, w.role)
 	if err != nil {
 		return r, err
 	}
 	time.Sleep(o.dbTimeWindow)
-	cpuAfter, err := backendCPU(ctx, conn)
+	cpuAfter, err := backendCPU(ctx, conn, w.role)
 	if err != nil {
 		return r, err
 	}
@@ -663,7 +780,7 @@ func measureDBTime(ctx context.Context, cluster *throwaway.Cluster, bin, name, u
 	}
 	var ms float64
 	if err := conn.QueryRow(ctx, `SELECT coalesce(sum(s.total_exec_time + s.total_plan_time), 0)
-FROM pg_stat_statements s WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = $1) AND s.userid = (SELECT oid FROM pg_roles WHERE rolname = $2)`, name, benchRole).Scan(&ms); err != nil {
+FROM pg_stat_statements s WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = $1) AND s.userid = (SELECT oid FROM pg_roles WHERE rolname = $2)`, name, w.role).Scan(&ms); err != nil {
 		return r, fmt.Errorf("reading pg_stat_statements: %w", err)
 	}
 	var cpu time.Duration
@@ -675,23 +792,23 @@ FROM pg_stat_statements s WHERE s.dbid = (SELECT oid FROM pg_database WHERE datn
 	}
 	r = dbTime{statements: perHour(time.Duration(ms * float64(time.Millisecond))), cpu: perHour(cpu)}
 	if o.topStatements > 0 {
-		if err := printTopStatements(ctx, conn, name, o.dbTimeWindow*time.Duration(o.speedup), o.topStatements); err != nil {
+		if err := printTopStatements(ctx, conn, name, w, o.dbTimeWindow*time.Duration(o.speedup), o.topStatements); err != nil {
 			return r, err
 		}
 	}
 	return r, nil
 }
 
-// backendCPU reads the CPU time (user and system) of every backend serve
+// backendCPU reads the CPU time (user and system) of every backend role
 // has open, from /proc: the benchmark runs the server on this machine.
-func backendCPU(ctx context.Context, conn *pgx.Conn) (map[int]time.Duration, error) {
-	rows, err := conn.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE usename = $1`, benchRole)
+func backendCPU(ctx context.Context, conn *pgx.Conn, role string) (map[int]time.Duration, error) {
+	rows, err := conn.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE usename = $1`, role)
 	if err != nil {
-		return nil, fmt.Errorf("listing serve's backends: %w", err)
+		return nil, fmt.Errorf("listing %s's backends: %w", role, err)
 	}
 	pids, err := pgx.CollectRows(rows, pgx.RowTo[int])
 	if err != nil {
-		return nil, fmt.Errorf("listing serve's backends: %w", err)
+		return nil, fmt.Errorf("listing %s's backends: %w", role, err)
 	}
 	out := map[int]time.Duration{}
 	for _, pid := range pids {
@@ -743,16 +860,16 @@ func startWriter(ctx context.Context, url string, tables int, every time.Duratio
 
 // printTopStatements prints to stderr the statements of database name that
 // cost the most (execution plus planning) in the window: where to look.
-func printTopStatements(ctx context.Context, conn *pgx.Conn, name string, window time.Duration, top int) error {
+func printTopStatements(ctx context.Context, conn *pgx.Conn, name string, w workload, window time.Duration, top int) error {
 	rows, err := conn.Query(ctx, `SELECT s.calls, s.total_exec_time, s.total_plan_time, regexp_replace(s.query, '\s+', ' ', 'g')
 FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid JOIN pg_roles u ON u.oid = s.userid
 WHERE d.datname = $1 AND u.rolname = $3
-ORDER BY s.total_exec_time + s.total_plan_time DESC LIMIT $2`, name, top, benchRole)
+ORDER BY s.total_exec_time + s.total_plan_time DESC LIMIT $2`, name, top, w.role)
 	if err != nil {
 		return fmt.Errorf("reading the costliest statements: %w", err)
 	}
 	defer rows.Close()
-	fmt.Fprintf(os.Stderr, "serve's costliest statements in %s over %s at the default intervals (calls, exec ms, plan ms, s/h, text):\n", name, window)
+	fmt.Fprintf(os.Stderr, "%s's costliest statements in %s over %s at the default intervals (calls, exec ms, plan ms, s/h, text):\n", w.name, name, window)
 	for rows.Next() {
 		var calls int64
 		var execMS, planMS float64
