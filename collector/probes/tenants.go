@@ -16,6 +16,7 @@ type target struct {
 	missing       bool        // the table does not exist (or is not visible)
 	partitions    []partition // sorted by name; only those with known tenants
 	leaves        int         // leaf partitions, with or without known tenants
+	share         int         // tenants kept per leaf (tenantBudget)
 	pages         []float64   // relpages of each leaf (0 before the first VACUUM or ANALYZE)
 	column        string      // the tenant column
 }
@@ -36,11 +37,10 @@ func (t *target) tenantCount() int {
 // tenantsSQL samples tenant ids per leaf partition from the planner's own
 // statistics: the most common values and histogram bounds of the tenant
 // column, which ANALYZE keeps for every partition. Each distinct id counts
-// once, however many rows it has, so large tenants do not dominate; a
-// table keeps at most $3 per partition and about $4 in all (at least one
-// per partition). It
-// reads only catalogs, one query for all probe tables whatever the number
-// of partitions. The tenant column is the partition key's first column,
+// once, however many rows it has, so large tenants do not dominate. A
+// leaf keeps its share: at most $3, and at most $4 over the table's leaf
+// count, but one at least. It reads only catalogs, one query for all probe
+// tables whatever the number of partitions. The tenant column is the partition key's first column,
 // else the configured one.
 const tenantsSQL = `
 WITH wanted AS (
@@ -48,11 +48,11 @@ WITH wanted AS (
 	FROM unnest($1::text[]) WITH ORDINALITY AS w(name, ord)
 )
 SELECT w.ord::int, current_schema()::text, n.nspname::text, c.relname::text, k.col::text,
-	leaf.relname::text, leaf.oid, leaf.relpages::float8, COALESCE(ARRAY(
+	leaf.relname::text, leaf.oid, leaf.relpages::float8, leaf.share, COALESCE(ARRAY(
 		SELECT d.v FROM (SELECT DISTINCT u.v FROM unnest(
 			COALESCE(s.most_common_vals::text::text[], '{}') ||
 			COALESCE(s.histogram_bounds::text::text[], '{}')) AS u(v)) AS d
-		ORDER BY random() LIMIT least($3::int8, greatest(1, $4::int8 / leaf.leaves))), '{}')
+		ORDER BY random() LIMIT leaf.share), '{}')
 FROM wanted w
 LEFT JOIN pg_class c ON c.oid = w.oid
 LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -70,7 +70,8 @@ LEFT JOIN LATERAL (
 	  UNION ALL
 		SELECT i.inhrelid FROM tree t JOIN pg_inherits i ON i.inhparent = t.relid
 	)
-	SELECT lc.oid, lc.relname, lc.relpages, ln.nspname, count(*) OVER () AS leaves
+	SELECT lc.oid, lc.relname, lc.relpages, ln.nspname,
+		least($3::int8, greatest(1, $4::int8 / count(*) OVER ()))::int AS share
 	FROM tree t
 	JOIN pg_class lc ON lc.oid = t.relid
 	JOIN pg_namespace ln ON ln.oid = lc.relnamespace
@@ -81,13 +82,9 @@ LEFT JOIN pg_stats s ON s.schemaname = leaf.nspname AND s.tablename = leaf.relna
 ORDER BY w.ord, leaf.relname`
 
 // tenantBudget is how many tenant ids a table keeps: at most perPartition
-// per leaf and about perTable in all, but at least one per leaf.
+// per leaf and about perTable in all, but at least one per leaf (tenantsSQL
+// computes each leaf's share).
 type tenantBudget struct{ perPartition, perTable int }
-
-// share is how many tenants each of a table's leaves keeps.
-func (b tenantBudget) share(leaves int) int {
-	return min(b.perPartition, max(1, b.perTable/max(leaves, 1)))
-}
 
 // Sampling rows, for tables whose statistics are missing (never analyzed)
 // or hidden (pg_stats shows only partitions the role may SELECT from, and
@@ -126,9 +123,10 @@ func loadTargets(ctx context.Context, q querier, names []tableName, tenantColumn
 			schema, table, column, leaf *string
 			leafOID                     *uint32
 			pages                       *float64
+			share                       *int
 			tenants                     []string
 		)
-		if err := rows.Scan(&ord, &current, &schema, &table, &column, &leaf, &leafOID, &pages, &tenants); err != nil {
+		if err := rows.Scan(&ord, &current, &schema, &table, &column, &leaf, &leafOID, &pages, &share, &tenants); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("reading sampled tenant ids: %w", err)
 		}
@@ -150,7 +148,7 @@ func loadTargets(ctx context.Context, q querier, names []tableName, tenantColumn
 		if leaf == nil {
 			continue
 		}
-		t.leaves++
+		t.leaves, t.share = t.leaves+1, *share
 		t.pages = append(t.pages, *pages)
 		oids[name][*leafOID] = *leaf
 		if len(tenants) > 0 {
@@ -166,7 +164,7 @@ func loadTargets(ctx context.Context, q querier, names []tableName, tenantColumn
 		if t == nil || t.missing || t.leaves == 0 || len(t.partitions) > 0 {
 			continue
 		}
-		if err := sampleRows(ctx, q, t, oids[name], budget.share(t.leaves)); err != nil {
+		if err := sampleRows(ctx, q, t, oids[name], t.share); err != nil {
 			return nil, err
 		}
 	}
