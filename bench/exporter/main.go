@@ -39,6 +39,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/sigid/pgcapacity/collector"
+	"github.com/sigid/pgcapacity/internal/config"
 	"github.com/sigid/pgcapacity/internal/dbpool"
 	"github.com/sigid/pgcapacity/internal/pgstat"
 	"github.com/sigid/pgcapacity/internal/throwaway"
@@ -56,6 +57,7 @@ type options struct {
 	fleet          bool
 	dbTimeWindow   time.Duration
 	speedup        int
+	writeEvery     time.Duration // with writes: serve's sizes interval over speedup
 	writes         bool
 	fleetSizes     string
 	modes          string
@@ -75,7 +77,7 @@ func main() {
 	flag.IntVar(&o.maxScrapes, "max-scrapes", 20000, "upper bound on scrapes in total")
 	flag.BoolVar(&o.hold, "hold", false, "load the full-scale database, print its URL and wait (for EXPLAIN by hand)")
 	flag.BoolVar(&o.fleet, "fleet", false, "print series per database in each partition detail mode at 4 × 16, 256 and 1,024 partitions instead")
-	flag.DurationVar(&o.dbTimeWindow, "dbtime", 0, "with -fleet: also run serve this long (intervals divided by -dbtime-speedup) and report its database time per hour at the default intervals (0: skip)")
+	flag.DurationVar(&o.dbTimeWindow, "dbtime", 0, "with -fleet: also run serve this long (intervals divided by -dbtime-speedup) and report its database time per hour at its intervals: the defaults, or PGCAPACITY_*_INTERVAL and PGCAPACITY_PROBE_TENANT_REFRESH from the environment (0: skip)")
 	flag.IntVar(&o.speedup, "dbtime-speedup", 10, "with -dbtime: run every collector this many times as often as its default interval")
 	flag.BoolVar(&o.writes, "dbtime-writes", false, "with -dbtime: a writer changes every partition between sizes rounds (the worst case for sizing only changed partitions)")
 	flag.StringVar(&o.fleetSizes, "fleet-partitions", "16,256,1024", "with -fleet: partitions per table of each database, comma-separated")
@@ -508,6 +510,14 @@ func runFleet(ctx context.Context, cluster *throwaway.Cluster, logger *slog.Logg
 	}
 	var rows []row
 	o.scrapers = 0 // series and RSS only
+	var serve workload
+	if o.dbTimeWindow > 0 {
+		var err error
+		if serve, err = serveWorkload(bin, o); err != nil {
+			return err
+		}
+		o.writeEvery = serve.sizesInterval / time.Duration(o.speedup)
+	}
 	for _, n := range sizes {
 		url, err := createLoaded(ctx, cluster, logger, fmt.Sprintf("fleet_%d", n), n, o)
 		if err != nil {
@@ -515,7 +525,7 @@ func runFleet(ctx context.Context, cluster *throwaway.Cluster, logger *slog.Logg
 		}
 		r := row{partitions: o.tables * n, series: map[string]int{}}
 		if o.dbTimeWindow > 0 {
-			if r.dbTime, err = measureDBTime(ctx, fmt.Sprintf("fleet_%d", n), url, serveWorkload(bin, o), o); err != nil {
+			if r.dbTime, err = measureDBTime(ctx, fmt.Sprintf("fleet_%d", n), url, serve, o); err != nil {
 				return err
 			}
 			if o.peer != "" {
@@ -541,7 +551,7 @@ func runFleet(ctx context.Context, cluster *throwaway.Cluster, logger *slog.Logg
 	if o.writes {
 		writes = "every partition written between sizes rounds"
 	}
-	fmt.Printf("database time: serve's statements (pg_stat_statements, execution + planning) and its backends' CPU, per hour at the default intervals, %s; measured %s at %d× the default rates\n\n", writes, o.dbTimeWindow, o.speedup)
+	fmt.Printf("database time: serve's statements (pg_stat_statements, execution + planning) and its backends' CPU, per hour at its intervals (%s; the defaults unless PGCAPACITY_*_INTERVAL is set), %s; measured %s at %d× those rates\n\n", serve.intervals, writes, o.dbTimeWindow, o.speedup)
 	header, rule := "| partitions | auto (default) | all | top | none | RSS, auto | database time per hour (statements / backend CPU) |", "|---|---|---|---|---|---|---|"
 	if o.peer != "" {
 		header += " postgres_exporter, scraped every 30 s | ratio (statements / CPU) |"
@@ -649,24 +659,38 @@ type workload struct {
 	name  string
 	role  string
 	start func(ctx context.Context, url string) (stop func(), err error)
+	// intervals are the workload's own, for the report.
+	intervals string
+	// sizesInterval is serve's, the -dbtime-writes writer's period.
+	sizesInterval time.Duration
+	// settle is how long its first rounds take: each connection plans its
+	// first five executions of a statement anew (custom plans) before
+	// PostgreSQL settles on a cached generic plan, a start's cost.
+	settle time.Duration
 }
 
 // serveWorkload is serve with every interval (and the probes' tenant
-// refresh) the default divided by o.speedup, so the collectors run in the
-// proportions of the defaults, speedup times as often.
-func serveWorkload(bin string, o options) workload {
-	defaults := []struct {
-		name  string
-		every time.Duration
-	}{
-		{"PGCAPACITY_STATS_INTERVAL", 15 * time.Second}, {"PGCAPACITY_SIZES_INTERVAL", 5 * time.Minute},
-		{"PGCAPACITY_PROBE_INTERVAL", 15 * time.Second}, {"PGCAPACITY_STATEMENTS_INTERVAL", time.Minute},
-		{"PGCAPACITY_ADMINOPS_INTERVAL", 10 * time.Minute}, {"PGCAPACITY_MIGRATIONS_INTERVAL", 30 * time.Second},
-		{"PGCAPACITY_PROBE_TENANT_REFRESH", 10 * time.Minute},
+// refresh) as configured, the defaults unless the environment sets
+// PGCAPACITY_*_INTERVAL, divided by o.speedup, so the collectors run in the
+// configured proportions, speedup times as often.
+func serveWorkload(bin string, o options) (workload, error) {
+	cfg, err := config.Load()
+	if err != nil {
+		return workload{}, fmt.Errorf("reading the intervals to measure: %w", err)
 	}
-	var env []string
-	for _, d := range defaults {
-		env = append(env, fmt.Sprintf("%s=%dms", d.name, (d.every/time.Duration(o.speedup)).Milliseconds()))
+	intervals := []struct {
+		name  string
+		every config.Duration
+	}{
+		{"STATS_INTERVAL", cfg.StatsInterval}, {"SIZES_INTERVAL", cfg.SizesInterval},
+		{"PROBE_INTERVAL", cfg.ProbeInterval}, {"STATEMENTS_INTERVAL", cfg.StatementsInterval},
+		{"ADMINOPS_INTERVAL", cfg.AdminopsInterval}, {"MIGRATIONS_INTERVAL", cfg.MigrationsInterval},
+		{"PROBE_TENANT_REFRESH", cfg.ProbeTenantRefresh},
+	}
+	var env, described []string
+	for _, d := range intervals {
+		env = append(env, fmt.Sprintf("%s_%s=%dms", config.Prefix, d.name, (d.every.D()/time.Duration(o.speedup)).Milliseconds()))
+		described = append(described, fmt.Sprintf("%s %s", strings.ToLower(d.name), d.every))
 	}
 	return workload{name: "serve", role: benchRole, start: func(ctx context.Context, url string) (func(), error) {
 		_, cmd, err := startServe(ctx, bin, url, env...)
@@ -674,7 +698,8 @@ func serveWorkload(bin string, o options) workload {
 			return nil, err
 		}
 		return func() { stopServe(cmd) }, nil
-	}}
+	}, intervals: strings.Join(described, ", "), sizesInterval: cfg.SizesInterval.D(),
+		settle: max(10*15*time.Second, 6*cfg.StatsInterval.D()) / time.Duration(o.speedup)}, nil
 }
 
 // peerWorkload is postgres_exporter (the binary at path, with its default
@@ -727,7 +752,7 @@ const peerScrapeInterval = 30 * time.Second
 // measureDBTime runs w on database name as its own role. Once its first
 // rounds are done (a start's cost, not an hour's), it resets
 // pg_stat_statements, waits o.dbTimeWindow and scales what w's statements
-// and backends cost to an hour at the defaults. With o.writes, a writer
+// and backends cost to an hour at its intervals. With o.writes, a writer
 // updates every row of every table every sizes interval, so every
 // partition has changed when sizes runs: the worst case for sizing only
 // changed partitions.
@@ -755,12 +780,10 @@ func measureDBTime(ctx context.Context, name, url string, w workload, o options)
 	defer stopWorkload()
 	var stop func() error
 	if o.writes {
-		stop = startWriter(ctx, url, o.tables, 5*time.Minute/time.Duration(o.speedup))
+		stop = startWriter(ctx, url, o.tables, o.writeEvery)
 	}
-	// Past the first rounds and each connection's first executions of a
-	// statement, which PostgreSQL plans anew (custom plans) before it
-	// settles on a cached generic plan: a start's cost, not an hour's.
-	time.Sleep(10 * 15 * time.Second / time.Duration(o.speedup))
+	// Past the first rounds (workload.settle): a start's cost, not an hour's.
+	time.Sleep(max(w.settle, 10*15*time.Second/time.Duration(o.speedup)))
 	if _, err := conn.Exec(ctx, `SELECT pg_stat_statements_reset((SELECT oid FROM pg_roles WHERE rolname = $1), (SELECT oid FROM pg_database WHERE datname = $2), 0)`, w.role, name); err != nil {
 		return r, fmt.Errorf("resetting pg_stat_statements: %w", err)
 	}
@@ -869,7 +892,7 @@ ORDER BY s.total_exec_time + s.total_plan_time DESC LIMIT $2`, name, top, w.role
 		return fmt.Errorf("reading the costliest statements: %w", err)
 	}
 	defer rows.Close()
-	fmt.Fprintf(os.Stderr, "%s's costliest statements in %s over %s at the default intervals (calls, exec ms, plan ms, s/h, text):\n", w.name, name, window)
+	fmt.Fprintf(os.Stderr, "%s's costliest statements in %s over %s at its intervals (calls, exec ms, plan ms, s/h, text):\n", w.name, name, window)
 	for rows.Next() {
 		var calls int64
 		var execMS, planMS float64
