@@ -28,6 +28,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -78,7 +79,7 @@ func main() {
 	flag.BoolVar(&o.hold, "hold", false, "load the full-scale database, print its URL and wait (for EXPLAIN by hand)")
 	flag.BoolVar(&o.fleet, "fleet", false, "print series per database in each partition detail mode at 4 × 16, 256 and 1,024 partitions instead")
 	flag.DurationVar(&o.dbTimeWindow, "dbtime", 0, "with -fleet: also run serve this long (intervals divided by -dbtime-speedup) and report its database time per hour at its intervals: the defaults, or PGCAPACITY_*_INTERVAL and PGCAPACITY_PROBE_TENANT_REFRESH from the environment (0: skip)")
-	flag.IntVar(&o.speedup, "dbtime-speedup", 10, "with -dbtime: run every collector this many times as often as its default interval")
+	flag.IntVar(&o.speedup, "dbtime-speedup", 10, "with -dbtime: run every collector this many times as often as its interval")
 	flag.BoolVar(&o.writes, "dbtime-writes", false, "with -dbtime: a writer changes every partition between sizes rounds (the worst case for sizing only changed partitions)")
 	flag.StringVar(&o.fleetSizes, "fleet-partitions", "16,256,1024", "with -fleet: partitions per table of each database, comma-separated")
 	flag.StringVar(&o.modes, "modes", "auto,all,top,none", "with -fleet: the PGCAPACITY_PARTITION_DETAIL modes whose series are counted, comma-separated (empty: none)")
@@ -547,26 +548,46 @@ func runFleet(ctx context.Context, cluster *throwaway.Cluster, logger *slog.Logg
 		rows = append(rows, r)
 	}
 	fmt.Printf("\npgcapacity series per database (%d tables, PostgreSQL %d, %d CPUs, PGCAPACITY_PARTITION_TOP_K=5)\n\n", o.tables, cluster.Major(), numCPU())
-	writes := "no writes"
-	if o.writes {
-		writes = "every partition written between sizes rounds"
-	}
-	fmt.Printf("database time: serve's statements (pg_stat_statements, execution + planning) and its backends' CPU, per hour at its intervals (%s; the defaults unless PGCAPACITY_*_INTERVAL is set), %s; measured %s at %d× those rates\n\n", serve.intervals, writes, o.dbTimeWindow, o.speedup)
-	header, rule := "| partitions | auto (default) | all | top | none | RSS, auto | database time per hour (statements / backend CPU) |", "|---|---|---|---|---|---|---|"
-	if o.peer != "" {
-		header += " postgres_exporter, scraped every 30 s | ratio (statements / CPU) |"
-		rule += "---|---|"
-	}
-	fmt.Println(header)
-	fmt.Println(rule)
-	for _, r := range rows {
-		line := fmt.Sprintf("| %d | %d | %d | %d | %d | %.1f MiB | %s / %s |", r.partitions, r.series["auto"], r.series["all"], r.series["top"], r.series["none"], r.rssMiB,
-			r.dbTime.statements.Round(10*time.Millisecond), r.dbTime.cpu.Round(10*time.Millisecond))
-		if o.peer != "" {
-			line += fmt.Sprintf(" %s / %s | %.3f / %.3f |", r.peer.statements.Round(10*time.Millisecond), r.peer.cpu.Round(10*time.Millisecond),
-				ratio(r.dbTime.statements, r.peer.statements), ratio(r.dbTime.cpu, r.peer.cpu))
+	header := []string{"partitions"}
+	for _, mode := range modes {
+		if mode == "auto" {
+			header = append(header, "auto (default)")
+		} else {
+			header = append(header, mode)
 		}
-		fmt.Println(line)
+	}
+	if slices.Contains(modes, "auto") {
+		header = append(header, "RSS, auto")
+	}
+	if o.dbTimeWindow > 0 {
+		writes := "no writes"
+		if o.writes {
+			writes = "every partition written between sizes rounds"
+		}
+		fmt.Printf("database time: serve's statements (pg_stat_statements, execution + planning) and its backends' CPU, per hour at its intervals (%s; the defaults unless PGCAPACITY_*_INTERVAL is set), %s; measured %s at %d× those rates\n\n", serve.intervals, writes, o.dbTimeWindow, o.speedup)
+		header = append(header, "database time per hour (statements / backend CPU)")
+		if o.peer != "" {
+			header = append(header, "postgres_exporter, scraped every 30 s", "ratio (statements / CPU)")
+		}
+	}
+	fmt.Println("| " + strings.Join(header, " | ") + " |")
+	fmt.Println(strings.Repeat("|---", len(header)) + "|")
+	for _, r := range rows {
+		cells := []string{fmt.Sprint(r.partitions)}
+		for _, mode := range modes {
+			cells = append(cells, fmt.Sprint(r.series[mode]))
+		}
+		if slices.Contains(modes, "auto") {
+			cells = append(cells, fmt.Sprintf("%.1f MiB", r.rssMiB))
+		}
+		if o.dbTimeWindow > 0 {
+			cells = append(cells, fmt.Sprintf("%s / %s", r.dbTime.statements.Round(10*time.Millisecond), r.dbTime.cpu.Round(10*time.Millisecond)))
+			if o.peer != "" {
+				cells = append(cells, fmt.Sprintf("%s / %s", r.peer.statements.Round(10*time.Millisecond), r.peer.cpu.Round(10*time.Millisecond)),
+					fmt.Sprintf("%.3f / %.3f", ratio(r.dbTime.statements, r.peer.statements), ratio(r.dbTime.cpu, r.peer.cpu)))
+			}
+		}
+		fmt.Println("| " + strings.Join(cells, " | ") + " |")
 	}
 	return nil
 }
