@@ -178,9 +178,9 @@ func TestExporterSeriesCountsEveryFamily(t *testing.T) {
 	}
 }
 
-// Sizes rows arrive in no order (sorting them in the statement cost a fifth
-// of a round); sortSizes gives stats' order: tables by schema and name, each
-// one's partitions by leaf relname, in byte order like PostgreSQL's name.
+// Sizes rows arrive in no order (sortSizes' comment says why); it gives
+// stats' order: tables by schema and name, each one's partitions by leaf
+// relname, in byte order like PostgreSQL's name.
 func TestSortSizes(t *testing.T) {
 	tests := []struct {
 		name       string

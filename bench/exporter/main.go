@@ -686,7 +686,8 @@ type workload struct {
 	sizesInterval time.Duration
 	// settle is how long its first rounds take: each connection plans its
 	// first five executions of a statement anew (custom plans) before
-	// PostgreSQL settles on a cached generic plan, a start's cost.
+	// PostgreSQL settles on a cached generic plan, and the first sizes
+	// rounds after the load size more than later ones: a start's cost.
 	settle time.Duration
 }
 
@@ -720,7 +721,7 @@ func serveWorkload(bin string, o options) (workload, error) {
 		}
 		return func() { stopServe(cmd) }, nil
 	}, intervals: strings.Join(described, ", "), sizesInterval: cfg.SizesInterval.D(),
-		settle: max(10*15*time.Second, 6*cfg.StatsInterval.D()) / time.Duration(o.speedup)}, nil
+		settle: max(10*15*time.Second, 6*cfg.StatsInterval.D(), 2*cfg.SizesInterval.D()) / time.Duration(o.speedup)}, nil
 }
 
 // peerWorkload is postgres_exporter (the binary at path, with its default
