@@ -721,7 +721,7 @@ func serveWorkload(bin string, o options) (workload, error) {
 		}
 		return func() { stopServe(cmd) }, nil
 	}, intervals: strings.Join(described, ", "), sizesInterval: cfg.SizesInterval.D(),
-		settle: max(10*15*time.Second, 6*cfg.StatsInterval.D(), 2*cfg.SizesInterval.D()) / time.Duration(o.speedup)}, nil
+		settle: max(firstRounds, 6*cfg.StatsInterval.D(), 2*cfg.SizesInterval.D()) / time.Duration(o.speedup)}, nil
 }
 
 // peerWorkload is postgres_exporter (the binary at path, with its default
@@ -764,8 +764,12 @@ func peerWorkload(path string, o options) workload {
 			}
 		}()
 		return func() { close(done); <-scraped; stopServe(cmd) }, nil
-	}}
+	}, settle: firstRounds / time.Duration(o.speedup)}
 }
+
+// firstRounds is the least time a workload settles at its normal rates
+// (workload.settle): ten scrapes of 15 s.
+const firstRounds = 10 * 15 * time.Second
 
 // peerScrapeInterval is how often the peer is scraped in the hour the
 // database time is scaled to (issue 16's comparison).
@@ -805,7 +809,7 @@ func measureDBTime(ctx context.Context, name, url string, w workload, o options)
 		stop = startWriter(ctx, url, o.tables, o.writeEvery)
 	}
 	// Past the first rounds (workload.settle): a start's cost, not an hour's.
-	time.Sleep(max(w.settle, 10*15*time.Second/time.Duration(o.speedup)))
+	time.Sleep(w.settle)
 	if _, err := conn.Exec(ctx, `SELECT pg_stat_statements_reset((SELECT oid FROM pg_roles WHERE rolname = $1), (SELECT oid FROM pg_database WHERE datname = $2), 0)`, w.role, name); err != nil {
 		return r, fmt.Errorf("resetting pg_stat_statements: %w", err)
 	}
