@@ -98,11 +98,11 @@ LEFT JOIN LATERAL (
 ) ix ON k.changed`
 
 // fullSizeEvery: every this many rounds every leaf is sized, whatever its
-// change key says (six hours at the default 5-minute interval). Only a
+// change key says (six hours at the default 15-minute interval). Only a
 // backstop: every way a file grows or shrinks moves a counter of the key
 // or pg_class's; sizing all 16,384 relations of 4,096 partitions costs
 // about fifteen unchanged rounds.
-const fullSizeEvery = 72
+const fullSizeEvery = 24
 
 // Sizes samples on-disk sizes of every watched partition: one query a
 // round whatever the partition count. It sizes again only the partitions

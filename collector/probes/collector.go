@@ -38,7 +38,7 @@ const (
 
 // Defaults of Options.
 const (
-	DefaultTenantRefresh       = time.Hour
+	DefaultTenantRefresh       = 6 * time.Hour
 	DefaultTenantsPerPartition = 8
 	// DefaultTenantsPerTable: a probe visits one partition a round, so at
 	// 4,096 partitions 8 tenants each would be 32,768 ids held for visits a

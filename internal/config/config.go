@@ -63,17 +63,17 @@ type Config struct {
 
 	Collectors []string `default:"stats,sizes,migrations,probes,statements,adminops" desc:"collectors serve runs, comma-separated, of stats, sizes, migrations, probes, statements, adminops; leave one out to switch it off (its series are then absent, nothing else changes; check skips probes, statements and adminops when left out)"`
 
-	StatsInterval      Duration `split_words:"true" default:"1m" desc:"how often row counts, dead rows, vacuum and analyze state are sampled (autovacuum looks at a database once every autovacuum_naptime, 1m by default)"`
-	SizesInterval      Duration `split_words:"true" default:"5m" desc:"how often heap and index sizes are sampled"`
-	ProbeInterval      Duration `split_words:"true" default:"15s" desc:"how often each latency probe runs"`
-	StatementsInterval Duration `split_words:"true" default:"1m" desc:"how often pg_stat_statements is read"`
+	StatsInterval      Duration `split_words:"true" default:"2m" desc:"how often row counts, dead rows, vacuum and analyze state are sampled (autovacuum looks at a database once every autovacuum_naptime, 1m by default; the alerts on them wait 5m or more)"`
+	SizesInterval      Duration `split_words:"true" default:"15m" desc:"how often heap and index sizes are sampled (only partitions whose counters moved are sized again)"`
+	ProbeInterval      Duration `split_words:"true" default:"30s" desc:"how often each latency probe runs (120 samples an hour per table)"`
+	StatementsInterval Duration `split_words:"true" default:"2m" desc:"how often pg_stat_statements is read (every entry, whatever pgcapacity attributes: about 8 ms at 4,000 entries)"`
 	AdminopsInterval   Duration `split_words:"true" default:"10m" desc:"how often the admin-operations checks run"`
 	MigrationsInterval Duration `split_words:"true" default:"30s" desc:"how often migration state is read"`
 	QueryTimeout       Duration `split_words:"true" default:"10s" desc:"statement timeout of every sampling query"`
 	LockTimeout        Duration `split_words:"true" default:"1s" desc:"lock_timeout of the sampling session, so a round never waits behind DDL"`
 
 	ProbesFile               string   `split_words:"true" desc:"YAML file replacing or adding latency probes"`
-	ProbeTenantRefresh       Duration `split_words:"true" default:"1h" desc:"how often the probes re-read their sample of tenant ids per partition (from the planner statistics, which change only when a partition is analyzed; a table with no known tenants is retried every minute)"`
+	ProbeTenantRefresh       Duration `split_words:"true" default:"6h" desc:"how often the probes re-read their sample of tenant ids per partition (from the planner statistics, which change only when a partition is analyzed; a table with no known tenants is retried every minute)"`
 	ProbeTenantsPerPartition int      `split_words:"true" default:"8" desc:"most tenant ids per partition the probes pick from (fewer, but one at least, on tables of thousands of partitions)"`
 
 	AdminopsQueriesFile        string   `split_words:"true" desc:"YAML file overriding admin-ops check queries"`

@@ -15,7 +15,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.ListenAddress != ":9842" || c.LiveRowsPerPartition != 1e6 || c.SkewRatio != 4 || c.RuleWindow.D() != 7*24*time.Hour ||
-		c.PartitionDetail != config.DetailAuto || c.PartitionTopK != 5 || c.StatsInterval.D() != time.Minute || c.ProbeTenantRefresh.D() != time.Hour || len(c.HotTables) != 4 {
+		c.PartitionDetail != config.DetailAuto || c.PartitionTopK != 5 || c.StatsInterval.D() != 2*time.Minute || c.ProbeInterval.D() != 30*time.Second || c.ProbeTenantRefresh.D() != 6*time.Hour || len(c.HotTables) != 4 {
 		t.Errorf("defaults %+v", c)
 	}
 }
