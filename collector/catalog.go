@@ -1,7 +1,10 @@
 package collector
 
 import (
+	"cmp"
 	"math"
+	"slices"
+	"strings"
 	"sync"
 )
 
@@ -181,6 +184,16 @@ func (l *statsCacheLock) store(c *statsCache) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.cache = c
+}
+
+// sortByName orders tables by schema, then name, in byte order: PostgreSQL's
+// for name columns, so stats and sizes list tables alike.
+func sortByName[T any](tables []T, name func(T) (schema, table string)) {
+	slices.SortStableFunc(tables, func(a, b T) int {
+		as, an := name(a)
+		bs, bn := name(b)
+		return cmp.Or(strings.Compare(as, bs), strings.Compare(an, bn))
+	})
 }
 
 // xidAge is PostgreSQL's age(xid) (xid_age) against next, the next

@@ -254,12 +254,7 @@ func sortSizes(tables []TableSizes, relnames [][]string) {
 	for ti := range tables {
 		sort.Stable(byRelname{tables[ti].Partitions, relnames[ti]})
 	}
-	sort.SliceStable(tables, func(i, j int) bool {
-		if tables[i].Schema != tables[j].Schema {
-			return tables[i].Schema < tables[j].Schema
-		}
-		return tables[i].Name < tables[j].Name
-	})
+	sortByName(tables, func(t TableSizes) (string, string) { return t.Schema, t.Name })
 }
 
 // byRelname sorts a table's partitions by their leaves' relnames, in place.

@@ -459,12 +459,7 @@ func (s *Stats) scanTables(rows pgx.Rows, srv *Server, old *statsCache, nextXID 
 		tables[ti].Partitions = append(tables[ti].Partitions, p)
 	}
 	// In PostgreSQL's order before the cache: by table, then by relname.
-	sort.SliceStable(tables, func(i, j int) bool {
-		if tables[i].Schema != tables[j].Schema {
-			return tables[i].Schema < tables[j].Schema
-		}
-		return tables[i].Name < tables[j].Name
-	})
+	sortByName(tables, func(t Table) (string, string) { return t.Schema, t.Name })
 	for ti := range tables {
 		ps := tables[ti].Partitions
 		sort.SliceStable(ps, func(i, j int) bool {
